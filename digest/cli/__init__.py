@@ -1,0 +1,78 @@
+"""The ``digest`` command line: a click group with one sub-module per area.
+
+This is the only place that turns a ``DigestError`` into an exit code and a message with a hint.
+Exit codes: 0 done; 1 some work failed; 2 usage or configuration error; 75 another run holds the
+lock.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from digest import __version__
+from digest.cli.context import App, pass_app
+from digest.errors import DigestError
+
+__all__ = ["main"]
+
+
+class DigestGroup(click.Group):
+    """A group that reports ``DigestError`` as ``Error: ...`` plus its hint, with its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DigestError as exc:
+            click.echo(f"Error: {exc.message}", err=True)
+            if exc.hint:
+                click.echo(f"Hint: {exc.hint}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=DigestGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="digest")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """Send a news site's daily or weekly email digest.
+
+    \b
+    Quick start:
+      digest demo                      # everything on a local sink, nothing to configure
+      digest init                      # create or upgrade the database
+      digest subscribers add ana@example.ro --name "Ana Pop"
+      digest run                       # fetch feeds, then send today's digest (cron)
+
+    Settings come from DIGEST_* environment variables, with .env in this folder read first.
+    """
+    ctx.obj = App()
+
+
+@main.command()
+@pass_app
+def init(app: App) -> None:
+    """Create the database, or upgrade it to the newest schema.
+
+    Safe to run again at any time.
+
+    \b
+    Example:
+      DIGEST_DATABASE_URL=sqlite:///news.db digest init
+    """
+    app.init_database()
+    click.echo(f"Database ready: {app.engine.url.render_as_string(hide_password=True)}")
+
+
+def _register() -> None:
+    # Imported here so each area's module can import ``main``'s helpers without a cycle.
+    from digest.cli import subscribers
+
+    main.add_command(subscribers.group)
+
+
+_register()
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,269 @@
+"""SQLAlchemy 2 typed models: subscribers, consent, suppression, feeds, articles, editions,
+deliveries.
+
+All timestamps are stored as UTC and come back timezone-aware (``UTCDateTime``), on SQLite too.
+Enums are stored as short strings (no native enum types) so adding a state is a plain migration.
+The MetaData naming convention gives every constraint a stable name for Alembic.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+__all__ = [
+    "Article",
+    "Base",
+    "ConsentEvent",
+    "ConsentKind",
+    "Delivery",
+    "DeliveryState",
+    "Edition",
+    "Feed",
+    "Frequency",
+    "Meta",
+    "Subscriber",
+    "SubscriberStatus",
+    "Suppression",
+    "utcnow",
+]
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> dt.datetime:
+    """The current time, timezone-aware UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Stores aware datetimes as naive UTC; returns aware UTC (SQLite drops tzinfo otherwise)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column; attach a timezone first")
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, dt.datetime)
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+class SubscriberStatus(enum.StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+class Frequency(enum.StrEnum):
+    DAILY = "daily"
+    WEEKLY = "weekly"
+
+
+class ConsentKind(enum.StrEnum):
+    SUBSCRIBE = "subscribe"
+    CONFIRM = "confirm"
+    UNSUBSCRIBE = "unsubscribe"
+    IMPORT = "import"
+    ERASE = "erase"
+    PREFERENCES = "preferences"
+    BOUNCE = "bounce"
+    COMPLAINT = "complaint"
+    RESUBSCRIBE = "resubscribe"
+
+
+class DeliveryState(enum.StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+def _enum(cls: type[enum.StrEnum]) -> Enum:
+    return Enum(cls, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e],
+                validate_strings=True)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dt.datetime: UTCDateTime}
+
+
+class Meta(Base):
+    """Key/value facts about this installation (e.g. the suppression-hash key)."""
+
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Subscriber(Base):
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Normalized address (lower-cased, IDN domain in Unicode form): the identity of a subscriber.
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[SubscriberStatus] = mapped_column(_enum(SubscriberStatus), index=True)
+    topics: Mapped[list[str]] = mapped_column(JSON, default=list)
+    frequency: Mapped[Frequency] = mapped_column(_enum(Frequency), default=Frequency.DAILY)
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    locale: Mapped[str | None] = mapped_column(String(35))
+    plain_text_only: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    confirmed_at: Mapped[dt.datetime | None]
+    unsubscribed_at: Mapped[dt.datetime | None]
+    # Throttles re-sent confirmation emails for repeated sign-ups of a pending address.
+    confirmation_sent_at: Mapped[dt.datetime | None]
+    # When this reader's last digest was sent: the start of their next digest window.
+    last_digest_at: Mapped[dt.datetime | None]
+
+    __table_args__ = (Index("ix_subscribers_status_frequency", "status", "frequency"),)
+
+
+class ConsentEvent(Base):
+    """Evidence of consent and its withdrawal: what happened, when, from where."""
+
+    __tablename__ = "consent_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # NULL after the subscriber is erased: the event row is anonymised, not kept personal.
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="SET NULL"), index=True
+    )
+    kind: Mapped[ConsentKind] = mapped_column(_enum(ConsentKind))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    source: Mapped[str] = mapped_column(String(40))  # cli, import, web, one-click, smtp ...
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(400))
+    detail: Mapped[str | None] = mapped_column(Text)  # form name, consent text, file name ...
+
+
+class Suppression(Base):
+    """An address that must never be mailed or re-added, kept only as a keyed hash."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    reason: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Feed(Base):
+    __tablename__ = "feeds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000), unique=True)
+    title: Mapped[str | None] = mapped_column(String(500))
+    topics: Mapped[list[str]] = mapped_column(JSON, default=list)
+    etag: Mapped[str | None] = mapped_column(String(500))
+    last_modified: Mapped[str | None] = mapped_column(String(100))
+    last_fetched_at: Mapped[dt.datetime | None]
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Article(Base):
+    __tablename__ = "articles"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    feed_id: Mapped[int | None] = mapped_column(
+        ForeignKey("feeds.id", ondelete="SET NULL"), index=True
+    )
+    guid: Mapped[str | None] = mapped_column(String(2000), unique=True)
+    url: Mapped[str] = mapped_column(String(2000), unique=True)  # canonical URL
+    title: Mapped[str] = mapped_column(String(1000))
+    summary_html: Mapped[str] = mapped_column(Text, default="")  # sanitized
+    summary_text: Mapped[str] = mapped_column(Text, default="")  # plain-text excerpt
+    content_html: Mapped[str | None] = mapped_column(Text)  # sanitized
+    author: Mapped[str | None] = mapped_column(String(300))
+    image_url: Mapped[str | None] = mapped_column(String(2000))
+    topics: Mapped[list[str]] = mapped_column(JSON, default=list)
+    published_at: Mapped[dt.datetime] = mapped_column(index=True)
+    first_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Edition(Base):
+    """One issue of the digest: a frequency and the date it is for (in the site's timezone)."""
+
+    __tablename__ = "editions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    frequency: Mapped[Frequency] = mapped_column(_enum(Frequency))
+    date: Mapped[dt.date] = mapped_column(Date)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # The article ids of the non-personalised web view (archive), fixed when first planned.
+    article_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+
+    __table_args__ = (UniqueConstraint("frequency", "date"),)
+
+
+class Delivery(Base):
+    """The ledger: one row per (edition, subscriber); its state says what happened."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    edition_id: Mapped[int] = mapped_column(ForeignKey("editions.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    state: Mapped[DeliveryState] = mapped_column(_enum(DeliveryState),
+                                                 default=DeliveryState.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_at: Mapped[dt.datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    next_attempt_at: Mapped[dt.datetime | None]
+    sent_at: Mapped[dt.datetime | None]
+    message_id: Mapped[str | None] = mapped_column(String(300))
+    smtp_code: Mapped[int | None] = mapped_column(Integer)
+    smtp_reply: Mapped[str | None] = mapped_column(Text)
+    # The articles this reader got in this digest: so no article reaches them twice.
+    article_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("edition_id", "subscriber_id"),
+        Index("ix_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
+    )

@@ -1,0 +1,151 @@
+"""Shared fixtures: a real database per test (SQLite file, or a fresh PostgreSQL schema when
+DIGEST_TEST_DATABASE_URL is set), settings pointing at it, and a real SMTP server (aiosmtpd)
+that captures every message it receives."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from digest.db import make_engine, make_sessionmaker, upgrade
+from digest.settings import Settings, SmtpSecurity
+
+PG_URL = os.environ.get("DIGEST_TEST_DATABASE_URL")
+SECRET = "test-secret-key-0123456789abcdef"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> Iterator[str]:
+    """A database nobody else uses: a SQLite file, or a throwaway PostgreSQL schema."""
+    if not PG_URL:
+        yield f"sqlite:///{tmp_path / 'digest.db'}"
+        return
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in PG_URL else "?"
+    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=database_url,
+        site_name="Știri de Argeș",
+        site_url="https://stiri.example.ro",
+        base_url="https://stiri.example.ro/digest",
+        postal_address="Str. Exemplului 1, Pitești 110000, România",
+        from_addr="Știri de Argeș <stiri@example.ro>",
+        secret_key=SECRET,
+        smtp_host="127.0.0.1",
+        smtp_port=25,
+        smtp_security=SmtpSecurity.NONE,
+        smtp_timeout=5.0,
+        lock_dir=tmp_path,
+    )
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[Engine]:
+    eng = make_engine(settings.database_url)
+    upgrade(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    return make_sessionmaker(engine)
+
+
+@dataclass
+class Received:
+    envelope_from: str
+    envelope_to: list[str]
+    data: bytes
+
+    @property
+    def message(self) -> EmailMessage:
+        parsed = email.message_from_bytes(self.data, policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        return parsed
+
+
+@dataclass
+class CapturingHandler:
+    received: list[Received] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
+                                      bytes(envelope.original_content or envelope.content)))
+        return "250 2.0.0 OK queued"
+
+
+@dataclass
+class SmtpServer:
+    host: str
+    port: int
+    handler: CapturingHandler
+
+    @property
+    def received(self) -> list[Received]:
+        return self.handler.received
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    """A real SMTP server on 127.0.0.1 that keeps every message it is sent."""
+    handler = CapturingHandler()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port(),
+                            decode_data=False, data_size_limit=None)
+    controller.start()
+    try:
+        yield SmtpServer("127.0.0.1", controller.port, handler)
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def smtp_settings(settings: Settings, smtp_server: SmtpServer) -> Settings:
+    return replace(settings, smtp_host=smtp_server.host, smtp_port=smtp_server.port)
+
+
+def cli_env(settings: Settings) -> dict[str, str]:
+    """Environment variables that reproduce ``settings`` for a CLI run (CliRunner or subprocess)."""
+    return {
+        "DIGEST_DATABASE_URL": settings.database_url,
+        "DIGEST_SITE_NAME": settings.site_name,
+        "DIGEST_SITE_URL": settings.site_url,
+        "DIGEST_BASE_URL": settings.base_url,
+        "DIGEST_POSTAL_ADDRESS": settings.postal_address,
+        "DIGEST_FROM": settings.from_addr,
+        "DIGEST_SECRET_KEY": settings.secret_key or "",
+        "DIGEST_SMTP_HOST": settings.smtp_host,
+        "DIGEST_SMTP_PORT": str(settings.smtp_port),
+        "DIGEST_SMTP_SECURITY": settings.smtp_security.value,
+        "DIGEST_SMTP_TIMEOUT": str(settings.smtp_timeout),
+        "DIGEST_LOCK_DIR": str(settings.lock_dir or ""),
+    }
