@@ -1,0 +1,166 @@
+"""The SMTP pool against real aiosmtpd servers, healthy and faulty: reply classification,
+reconnects, the per-connection cap, the rate limit and the stop on policy errors."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+
+import aiosmtplib
+import pytest
+
+from digest.errors import SendAborted
+from digest.send import Job, Outcome, Reply, SmtpPool, Stage, classify, enhanced_status
+from digest.settings import Settings
+from digest.smtp import open_connection
+from tests.conftest import free_port
+from tests.smtp_faults import FaultHandler, fault_server
+
+MESSAGE = (b"From: a@example.ro\r\nTo: b@example.ro\r\nSubject: test\r\n"
+           b"Message-ID: <1@example.ro>\r\n\r\nBun\xc4\x83 ziua\r\n.start of a dotted line\r\n")
+
+
+@pytest.mark.parametrize(("code", "text", "stage", "expected"), [
+    (250, "2.0.0 OK", Stage.DATA, Outcome.SENT),
+    (421, "4.3.2 closing", Stage.DATA, Outcome.DEFERRED),
+    (450, "4.2.1 mailbox busy", Stage.RCPT, Outcome.DEFERRED),
+    (451, "4.3.0 local error", Stage.RCPT, Outcome.DEFERRED),
+    (452, "4.5.3 too many recipients", Stage.RCPT, Outcome.DEFERRED),
+    (454, "4.7.0 throttled", Stage.RCPT, Outcome.DEFERRED),
+    (550, "5.1.1 user unknown", Stage.RCPT, Outcome.FAILED_ADDRESS),
+    (551, "5.1.6 user moved", Stage.RCPT, Outcome.FAILED_ADDRESS),
+    (553, "5.1.3 bad address syntax", Stage.RCPT, Outcome.FAILED_ADDRESS),
+    (550, "5.1.8 bad sender domain", Stage.RCPT, Outcome.FAILED),
+    (554, "5.7.1 relay denied", Stage.RCPT, Outcome.ABORT),
+    (550, "5.7.1 spam policy", Stage.DATA, Outcome.ABORT),
+    (553, "sender not allowed", Stage.MAIL, Outcome.ABORT),
+    (552, "5.3.4 message too big", Stage.DATA, Outcome.DEFERRED),
+    (550, "5.2.2 mailbox full", Stage.RCPT, Outcome.DEFERRED),
+    (550, "no such user", Stage.RCPT, Outcome.FAILED),
+    (554, "5.6.0 bad content", Stage.DATA, Outcome.FAILED),
+])
+def test_classify(code: int, text: str, stage: Stage, expected: Outcome) -> None:
+    assert classify(code, text, stage) is expected
+
+
+def test_enhanced_status() -> None:
+    assert enhanced_status("5.1.1 <x@y.ro>: Recipient address rejected") == (5, 1, 1)
+    assert enhanced_status("Requested action aborted") is None
+
+
+def _jobs(addresses: list[str]) -> asyncio.Queue[Job | None]:
+    queue: asyncio.Queue[Job | None] = asyncio.Queue()
+    for i, address in enumerate(addresses):
+        queue.put_nowait(Job(i, "stiri@example.ro", address, MESSAGE))
+    return queue
+
+
+async def _run(settings: Settings, addresses: list[str], **kwargs: object
+               ) -> tuple[dict[str, Reply], SmtpPool]:
+    pool = SmtpPool(settings, connect_retries=(0.05,), throttle_pause=0.05, **kwargs)  # type: ignore[arg-type]
+    queue = _jobs(addresses)
+    for _ in range(pool.concurrency):
+        queue.put_nowait(None)
+    results: dict[str, Reply] = {}
+    await pool.run(queue, lambda job, reply: results.__setitem__(job.recipient, reply))
+    return results, pool
+
+
+def _at(settings: Settings, port: int, **changes: object) -> Settings:
+    return replace(settings, smtp_host="127.0.0.1", smtp_port=port, **changes)  # type: ignore[arg-type]
+
+
+async def test_faults_are_classified_per_recipient(settings: Settings) -> None:
+    handler = FaultHandler(script={
+        "gone@example.ro": ["550 5.1.1 <gone@example.ro>: user unknown"],
+        "busy@example.ro": ["451 4.3.0 try again later"],
+        "full@example.ro": ["552 5.2.2 mailbox full"],
+        "throttle@example.ro": ["454 4.7.0 slow down please"],
+    }, data_script={"junk@example.ro": ["554 5.6.0 content rejected"]})
+    addresses = ["ok1@example.ro", "gone@example.ro", "busy@example.ro", "full@example.ro",
+                 "throttle@example.ro", "junk@example.ro", "ok2@example.ro"]
+    with fault_server(handler) as (_, port):
+        results, pool = await _run(_at(settings, port, send_concurrency=2), addresses)
+    assert {a: r.outcome for a, r in results.items()} == {
+        "ok1@example.ro": Outcome.SENT, "ok2@example.ro": Outcome.SENT,
+        "gone@example.ro": Outcome.FAILED_ADDRESS, "busy@example.ro": Outcome.DEFERRED,
+        "full@example.ro": Outcome.DEFERRED, "throttle@example.ro": Outcome.DEFERRED,
+        "junk@example.ro": Outcome.FAILED,
+    }
+    assert results["gone@example.ro"].line == "550 5.1.1 <gone@example.ro>: user unknown"
+    assert results["ok1@example.ro"].line == "250 2.0.0 OK queued"
+    assert sorted(handler.accepted) == ["ok1@example.ro", "ok2@example.ro"]
+    # The dot-stuffed line arrived intact, the bytes unchanged.
+    assert handler.accepted["ok1@example.ro"][0].rstrip(b"\r\n") == MESSAGE.rstrip(b"\r\n")
+    assert pool.limiter.rate > 0  # 454 slowed the (uncapped) pool down
+
+
+async def test_421_and_cut_connections_defer_and_reconnect(settings: Settings) -> None:
+    handler = FaultHandler(drop_at={3}, cut_at={6})
+    addresses = [f"r{i}@example.ro" for i in range(10)]
+    with fault_server(handler) as (_, port):
+        results, pool = await _run(_at(settings, port, send_concurrency=1), addresses)
+    deferred = sorted(a for a, r in results.items() if r.outcome is Outcome.DEFERRED)
+    assert deferred == ["r2@example.ro", "r5@example.ro"]
+    assert results["r2@example.ro"].code == 421
+    assert results["r5@example.ro"].code is None  # no reply at all
+    assert len(handler.accepted) == 8 and pool.reconnects == 2
+
+
+async def test_slow_reply_times_out_and_is_deferred(settings: Settings) -> None:
+    handler = FaultHandler(slow={"slow@example.ro": 1.5})
+    with fault_server(handler) as (_, port):
+        results, _pool = await _run(_at(settings, port, smtp_timeout=0.5, send_concurrency=1),
+                                    ["slow@example.ro", "next@example.ro"])
+    assert results["slow@example.ro"].outcome is Outcome.DEFERRED
+    assert results["next@example.ro"].outcome is Outcome.SENT
+
+
+async def test_policy_refusal_stops_the_run(settings: Settings) -> None:
+    handler = FaultHandler(script={"r3@example.ro": ["554 5.7.1 Relay access denied"]})
+    addresses = [f"r{i}@example.ro" for i in range(20)]
+    with fault_server(handler) as (_, port):
+        pool = SmtpPool(_at(settings, port, send_concurrency=1))
+        queue = _jobs(addresses)
+        results: list[Reply] = []
+        with pytest.raises(SendAborted, match=r"5\.7\.1") as info:
+            await pool.run(queue, lambda job, reply: results.append(reply))
+    assert "DIGEST_SMTP_USERNAME" in info.value.hint
+    assert [r.outcome for r in results] == [Outcome.SENT] * 3 + [Outcome.ABORT]
+    left = [queue.get_nowait() for _ in range(queue.qsize())]
+    # The rest was never attempted: the caller still holds those claims and releases them.
+    assert len([job for job in left if job is not None]) == 16
+
+
+async def test_refused_connection_stops_with_a_hint(settings: Settings) -> None:
+    pool = SmtpPool(_at(settings, free_port()), connect_retries=(0.05,))
+    queue = _jobs(["a@example.ro", "b@example.ro"])
+    with pytest.raises(SendAborted, match="Cannot connect") as info:
+        await pool.run(queue, lambda job, reply: None)
+    assert "DIGEST_SMTP_HOST" in info.value.hint
+
+
+async def test_reconnects_after_the_per_connection_cap(settings: Settings) -> None:
+    connections = 0
+
+    async def counting(s: Settings) -> aiosmtplib.SMTP:
+        nonlocal connections
+        connections += 1
+        return await open_connection(s)
+
+    addresses = [f"r{i}@example.ro" for i in range(7)]
+    with fault_server() as (handler, port):
+        s = _at(settings, port, send_concurrency=1, smtp_max_per_connection=3)
+        results, _ = await _run(s, addresses, connect=counting)
+    assert connections == 3 and len(handler.accepted) == 7
+    assert all(r.outcome is Outcome.SENT for r in results.values())
+
+
+async def test_rate_limit_caps_messages_per_second(settings: Settings) -> None:
+    addresses = [f"r{i}@example.ro" for i in range(11)]
+    with fault_server() as (_, port):
+        started = time.monotonic()
+        await _run(_at(settings, port, send_concurrency=3, send_rate=20.0), addresses)
+        elapsed = time.monotonic() - started
+    assert elapsed >= 0.45  # 11 messages at 20/s: 10 gaps of 50 ms
