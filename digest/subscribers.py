@@ -111,13 +111,13 @@ def suppression_key(session: Session) -> bytes:
 
 
 def is_suppressed(session: Session, email: str, key: bytes | None = None) -> bool:
-    digest = email_hash(key or suppression_key(session), email)
+    digest = email_hash(key or suppression_key(session), normalize_email(email))
     found = session.scalar(select(Suppression.id).where(Suppression.email_hash == digest))
     return found is not None
 
 
 def suppress(session: Session, email: str, reason: str) -> None:
-    digest = email_hash(suppression_key(session), email)
+    digest = email_hash(suppression_key(session), normalize_email(email))
     if session.scalar(select(Suppression.id).where(Suppression.email_hash == digest)) is None:
         session.add(Suppression(email_hash=digest, reason=reason))
 
