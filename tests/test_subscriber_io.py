@@ -65,6 +65,7 @@ def test_import_updates_fields_but_never_resubscribes(run, tmp_path: Path,
     assert run("subscribers", "unsubscribe", "ana@exemplu.ro")[0] == 0
     write(tmp_path / "b.csv", "email,name,status\nana@exemplu.ro,Ana Bălan,active\n")
     code, out, _ = run("subscribers", "import", str(tmp_path / "b.csv"))
+    assert code == 0
     assert out.strip() == "imported 0, updated 1, unchanged 0, invalid 0, suppressed 0"
     with sessions() as s:
         sub = subs.get_subscriber(s, "ana@exemplu.ro")
