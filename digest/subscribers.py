@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -75,6 +76,17 @@ def parse_frequency(raw: str | Frequency | None) -> Frequency:
         return Frequency(str(raw).strip().lower())
     except ValueError:
         raise InvalidInput(f"unknown frequency {raw!r}", "use daily or weekly") from None
+
+
+def parse_timezone(raw: str | None) -> str | None:
+    """An IANA zone name, checked, or None."""
+    if raw is None or not raw.strip():
+        return None
+    try:
+        return ZoneInfo(raw.strip()).key
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(f"unknown timezone {raw!r}",
+                           "use an IANA name such as Europe/Bucharest") from None
 
 
 def parse_status(raw: str | SubscriberStatus) -> SubscriberStatus:
@@ -151,7 +163,8 @@ def add_subscriber(
     now = utcnow()
     subscriber = Subscriber(
         email=address, name=(name or "").strip() or None, status=status,
-        topics=parse_topics(topics), frequency=frequency, timezone=timezone, locale=locale,
+        topics=parse_topics(topics), frequency=frequency, timezone=parse_timezone(timezone),
+        locale=(locale or '').strip() or None,
         plain_text_only=False, created_at=now, updated_at=now,
         confirmed_at=now if status is SubscriberStatus.ACTIVE else None,
     )

@@ -71,3 +71,11 @@ def test_python_dash_m_digest_works() -> None:
     done = subprocess.run([sys.executable, "-m", "digest", "--version"], capture_output=True,
                           text=True, check=True)
     assert "digest" in done.stdout
+
+
+def test_add_rejects_an_unknown_timezone(settings: Settings) -> None:
+    runner, env = CliRunner(), cli_env(settings)
+    runner.invoke(main, ["init"], env=env)
+    result = runner.invoke(main, ["subscribers", "add", "ana@exemplu.ro", "--timezone",
+                                  "Europe/Pitesti"], env=env)
+    assert result.exit_code == 2 and "unknown timezone" in result.stderr
