@@ -173,7 +173,10 @@ class SmtpPool:
         self._jobs = jobs
         workers = [asyncio.create_task(self._worker(jobs, on_result))
                    for _ in range(self.concurrency)]
-        await asyncio.gather(*workers, return_exceptions=True)
+        outcomes = await asyncio.gather(*workers, return_exceptions=True)
+        for outcome in outcomes:  # a bug or a database error in on_result: not swallowed
+            if isinstance(outcome, BaseException) and self.error is None:
+                self.error = outcome
         if self.error is not None:
             raise self.error
 
@@ -236,7 +239,11 @@ class SmtpPool:
                 await self.limiter.wait()
                 reply = await self._attempt(client, job)
                 used += 1
-                on_result(job, reply)
+                try:
+                    on_result(job, reply)
+                except BaseException as exc:  # e.g. the ledger cannot be written: stop
+                    self._stop(exc)
+                    raise
                 if reply.outcome is Outcome.ABORT:
                     self._stop(abort_error(reply))
                     return

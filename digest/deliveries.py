@@ -1,0 +1,236 @@
+"""The delivery ledger: create an edition, plan its deliveries, claim batches, give claims back.
+
+Every statement here is set-based Core SQL, never one query per subscriber:
+
+- ``plan`` is ONE ``INSERT ... SELECT`` of the active subscribers of the edition's frequency with
+  ``ON CONFLICT DO NOTHING`` (SQLite >= 3.24 and PostgreSQL share the syntax), so planning again
+  adds only readers who subscribed since, and never a second row for anyone.
+- ``claim`` moves up to ``n`` due rows to ``sending`` (claim time and claimant recorded) in one
+  ``UPDATE ... WHERE id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED) RETURNING``. On PostgreSQL
+  concurrent senders skip each other's rows; on SQLite the statement runs under the database's
+  write lock (and the run lock), so two claims never overlap either.
+- Due means: ``pending``; ``deferred`` whose ``next_attempt_at`` has come (or any deferred row
+  with ``retry_deferred``); ``sending`` whose claim is older than the claim timeout (a crashed
+  sender's rows).
+
+Results are written by ``digest.ledger.Recorder`` in small group commits. **In-flight bound:** a
+crash (even SIGKILL) can resend at most the messages the server accepted whose result was not yet
+committed: at most ``GROUP_COMMIT`` buffered results plus one message per connection, i.e.
+``GROUP_COMMIT + DIGEST_SEND_CONCURRENCY`` (54 with the defaults), always within
+``concurrency x GROUP_COMMIT``. Nothing is lost: unrecorded rows stay ``sending`` and are
+claimed again. A resent copy has the same Message-ID, so most mailbox providers fold it away.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import (
+    JSON,
+    Connection,
+    Insert,
+    and_,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+
+from digest.compose import EditionView, ReaderView, edition_cutoff
+from digest.models import (
+    Delivery,
+    DeliveryState,
+    Edition,
+    Frequency,
+    Subscriber,
+    SubscriberStatus,
+    utcnow,
+)
+
+__all__ = [
+    "GROUP_COMMIT",
+    "Claim",
+    "claim",
+    "due_count",
+    "edition_view_for",
+    "ensure_edition",
+    "plan",
+    "readers_for",
+    "reclaim_orphans",
+    "release",
+    "set_edition_articles",
+    "status",
+]
+
+GROUP_COMMIT = 50  # results per commit: the crash duplicate bound (see above)
+
+D = Delivery.__table__
+S = Subscriber.__table__
+E = Edition.__table__
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    delivery_id: int
+    edition_id: int
+    subscriber_id: int
+    attempts: int
+
+
+def ensure_edition(conn: Connection, frequency: Frequency, date: dt.date,
+                   now: dt.datetime | None = None) -> tuple[int, bool]:
+    """The id of the (frequency, date) edition, creating it if needed; and whether it is new.
+
+    ``created_at`` is when it was first planned: it fixes the edition's cutoff for good.
+    """
+    found = conn.scalar(select(E.c.id).where(E.c.frequency == frequency, E.c.date == date))
+    if found is not None:
+        return found, False
+    try:
+        with conn.begin_nested():
+            new_id = conn.scalar(insert(E).values(frequency=frequency, date=date,
+                                                  created_at=now or utcnow(), article_ids=[])
+                                 .returning(E.c.id))
+    except IntegrityError:  # another planner created it a moment ago: use theirs
+        return conn.scalar(select(E.c.id).where(E.c.frequency == frequency,
+                                                E.c.date == date)), False  # type: ignore[return-value]
+    assert new_id is not None
+    return new_id, True
+
+
+def edition_view_for(conn: Connection, edition_id: int, tz: ZoneInfo) -> EditionView:
+    row = conn.execute(select(E.c.frequency, E.c.date, E.c.created_at)
+                       .where(E.c.id == edition_id)).one()
+    return EditionView(edition_id, Frequency(row.frequency), row.date,
+                       edition_cutoff(row.date, tz, row.created_at))
+
+
+def set_edition_articles(conn: Connection, edition_id: int, article_ids: Sequence[int]) -> None:
+    """Fix the edition's non-personalised selection (its archive page)."""
+    conn.execute(update(E).where(E.c.id == edition_id).values(article_ids=list(article_ids)))
+
+
+def _insert(conn: Connection) -> Any:
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(D)
+
+
+def plan(conn: Connection, edition_id: int, frequency: Frequency,
+         now: dt.datetime | None = None) -> int:
+    """Insert a pending delivery for every active ``frequency`` subscriber; return how many
+    were new. One statement, whatever the number of subscribers."""
+    now = now or utcnow()
+    stamp = D.c.created_at.type
+    readers = select(
+        literal(edition_id), S.c.id, literal(DeliveryState.PENDING.value), literal(0),
+        literal([], JSON), literal(now, stamp), literal(now, stamp),
+    ).where(S.c.status == SubscriberStatus.ACTIVE, S.c.frequency == frequency)
+    statement: Insert = _insert(conn).from_select(
+        ["edition_id", "subscriber_id", "state", "attempts", "article_ids", "created_at",
+         "updated_at"], readers,
+    ).on_conflict_do_nothing(index_elements=["edition_id", "subscriber_id"])
+    # rowcount of INSERT ... SELECT is not reported by every driver (psycopg gives -1 here).
+    planned = select(func.count()).select_from(D).where(D.c.edition_id == edition_id)
+    before = conn.scalar(planned) or 0
+    conn.execute(statement)
+    return (conn.scalar(planned) or 0) - before
+
+
+def _due(now: dt.datetime, stale_before: dt.datetime, retry_deferred: bool) -> Any:
+    deferred = D.c.state == DeliveryState.DEFERRED
+    if not retry_deferred:
+        deferred = and_(deferred, D.c.next_attempt_at <= now)
+    return or_(D.c.state == DeliveryState.PENDING, deferred,
+               and_(D.c.state == DeliveryState.SENDING, D.c.claimed_at < stale_before))
+
+
+def claim(conn: Connection, worker: str, n: int, *, claim_timeout: float,
+          retry_deferred: bool = False, now: dt.datetime | None = None) -> list[Claim]:
+    """Claim up to ``n`` due deliveries for ``worker`` (oldest edition first)."""
+    now = now or utcnow()
+    stale_before = now - dt.timedelta(seconds=claim_timeout)
+    chosen = (select(D.c.id).where(_due(now, stale_before, retry_deferred))
+              .order_by(D.c.id).limit(n).with_for_update(skip_locked=True))
+    statement = (update(D).where(D.c.id.in_(chosen.scalar_subquery()))
+                 .values(state=DeliveryState.SENDING, claimed_at=now, claimed_by=worker,
+                         updated_at=now)
+                 .returning(D.c.id, D.c.edition_id, D.c.subscriber_id, D.c.attempts))
+    rows = conn.execute(statement).all()
+    return sorted((Claim(*row) for row in rows), key=lambda c: c.delivery_id)
+
+
+def due_count(conn: Connection, *, claim_timeout: float, retry_deferred: bool = False,
+              now: dt.datetime | None = None) -> int:
+    now = now or utcnow()
+    stale_before = now - dt.timedelta(seconds=claim_timeout)
+    return conn.scalar(select(func.count()).select_from(D)
+                       .where(_due(now, stale_before, retry_deferred))) or 0
+
+
+def reclaim_orphans(conn: Connection) -> int:
+    """Give back every ``sending`` row at once. Only for a run holding the run lock: no other
+    sender can be alive then, so each such row belongs to a run that crashed."""
+    return conn.execute(update(D).where(D.c.state == DeliveryState.SENDING)
+                        .values(state=DeliveryState.PENDING, claimed_by=None,
+                                claimed_at=None)).rowcount
+
+
+def release(conn: Connection, delivery_ids: Sequence[int]) -> int:
+    """Return claimed, unattempted deliveries to ``pending`` (after an abort or an interrupt)."""
+    total = 0
+    for start in range(0, len(delivery_ids), 500):
+        chunk = list(delivery_ids[start:start + 500])
+        total += conn.execute(update(D).where(D.c.id.in_(chunk),
+                                              D.c.state == DeliveryState.SENDING)
+                              .values(state=DeliveryState.PENDING, claimed_by=None,
+                                      claimed_at=None)).rowcount
+    return total
+
+
+def readers_for(conn: Connection, subscriber_ids: Sequence[int], since: dt.datetime,
+                ) -> tuple[dict[int, ReaderView], set[int]]:
+    """Reader views for a batch (plain Core rows, no ORM objects), with the articles each was
+    sent after ``since``; and the ids of those no longer active (to be skipped)."""
+    received: dict[int, set[int]] = defaultdict(set)
+    for sid, article_ids in conn.execute(
+            select(D.c.subscriber_id, D.c.article_ids)
+            .where(D.c.subscriber_id.in_(subscriber_ids), D.c.state == DeliveryState.SENT,
+                   D.c.sent_at > since)):
+        received[sid].update(article_ids or ())
+    readers: dict[int, ReaderView] = {}
+    inactive: set[int] = set()
+    for row in conn.execute(select(S.c.id, S.c.email, S.c.name, S.c.topics, S.c.frequency,
+                                   S.c.plain_text_only, S.c.last_digest_at, S.c.status)
+                            .where(S.c.id.in_(subscriber_ids))):
+        if row.status != SubscriberStatus.ACTIVE:
+            inactive.add(row.id)
+        readers[row.id] = ReaderView(
+            subscriber_id=row.id, email=row.email, name=row.name,
+            topics=frozenset(row.topics or ()), frequency=row.frequency,
+            plain_text_only=row.plain_text_only, last_digest_at=row.last_digest_at,
+            received_article_ids=frozenset(received.get(row.id, ())))
+    return readers, inactive
+
+
+def status(conn: Connection, limit: int = 30) -> list[dict[str, Any]]:
+    """The newest editions with their delivery counts by state."""
+    editions = conn.execute(select(E.c.id, E.c.frequency, E.c.date)
+                            .order_by(E.c.date.desc(), E.c.id.desc()).limit(limit)).all()
+    counts: dict[int, dict[str, int]] = {
+        e.id: {state.value: 0 for state in DeliveryState} for e in editions}
+    if editions:
+        for edition_id, state, count in conn.execute(
+                select(D.c.edition_id, D.c.state, func.count())
+                .where(D.c.edition_id.in_(list(counts)))
+                .group_by(D.c.edition_id, D.c.state)):
+            counts[edition_id][DeliveryState(state).value] = count
+    return [{"id": e.id, "frequency": Frequency(e.frequency).value, "date": e.date.isoformat(),
+             "counts": counts[e.id]} for e in editions]

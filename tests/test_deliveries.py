@@ -1,0 +1,192 @@
+"""The ledger on a real database (SQLite, or PostgreSQL with DIGEST_TEST_DATABASE_URL): set-based
+planning, exclusive claims, stale and deferred rows, group-committed results."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+from sqlalchemy import Engine, event, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from digest.deliveries import (
+    claim,
+    due_count,
+    ensure_edition,
+    plan,
+    readers_for,
+    reclaim_orphans,
+    release,
+    status,
+)
+from digest.ledger import MAX_ATTEMPTS, Recorder, backoff
+from digest.models import (
+    Delivery,
+    DeliveryState,
+    Frequency,
+    Subscriber,
+    SubscriberStatus,
+    utcnow,
+)
+from digest.subscribers import add_subscriber, is_suppressed
+
+DAY = dt.date(2026, 11, 27)
+
+
+def _subscribers(sessions: sessionmaker[Session], n: int, **kwargs: object) -> list[int]:
+    with sessions() as session:
+        ids = [add_subscriber(session, f"cititor{i}@example.ro", **kwargs).id  # type: ignore[arg-type]
+               for i in range(n)]
+        session.commit()
+    return ids
+
+
+def _states(sessions: sessionmaker[Session]) -> dict[int, DeliveryState]:
+    with sessions() as session:
+        return dict(session.execute(select(Delivery.subscriber_id, Delivery.state)).all())  # type: ignore[arg-type]
+
+
+def test_plan_is_one_statement_and_idempotent(engine: Engine,
+                                              sessions: sessionmaker[Session]) -> None:
+    ids = _subscribers(sessions, 5)
+    with sessions() as session:
+        add_subscriber(session, "saptamanal@example.ro", frequency=Frequency.WEEKLY)
+        add_subscriber(session, "nehotarat@example.ro", status=SubscriberStatus.PENDING)
+        session.commit()
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute",
+                 lambda *a: statements.append(a[2]) if "INSERT" in a[2] else None)
+    with engine.begin() as conn:
+        edition_id, created = ensure_edition(conn, Frequency.DAILY, DAY)
+        assert created
+        statements.clear()
+        assert plan(conn, edition_id, Frequency.DAILY) == 5
+    assert len(statements) == 1 and "SELECT" in statements[0]
+    # A reader who joins later is planned on the next run; nobody gets a second row.
+    with sessions() as session:
+        add_subscriber(session, "nou@example.ro")
+        session.commit()
+    with engine.begin() as conn:
+        again, created = ensure_edition(conn, Frequency.DAILY, DAY)
+        assert (again, created) == (edition_id, False)
+        assert plan(conn, edition_id, Frequency.DAILY) == 1
+        assert plan(conn, edition_id, Frequency.DAILY) == 0
+    assert set(_states(sessions)) >= set(ids) and len(_states(sessions)) == 6
+
+
+def test_claims_never_overlap(engine: Engine, sessions: sessionmaker[Session]) -> None:
+    _subscribers(sessions, 60)
+    with engine.begin() as conn:
+        edition_id, _ = ensure_edition(conn, Frequency.DAILY, DAY)
+        plan(conn, edition_id, Frequency.DAILY)
+    got: dict[str, list[int]] = {"a": [], "b": [], "c": []}
+
+    def worker(name: str) -> None:
+        while True:
+            with engine.begin() as conn:
+                batch = claim(conn, name, 7, claim_timeout=600)
+            if not batch:
+                return
+            got[name].extend(c.delivery_id for c in batch)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in got]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    everything = [i for ids in got.values() for i in ids]
+    assert len(everything) == 60 and len(set(everything)) == 60
+    assert set(_states(sessions).values()) == {DeliveryState.SENDING}
+
+
+def test_stale_deferred_and_released_rows_come_back(engine: Engine,
+                                                    sessions: sessionmaker[Session]) -> None:
+    _subscribers(sessions, 4)
+    now = utcnow()
+    with engine.begin() as conn:
+        edition_id, _ = ensure_edition(conn, Frequency.DAILY, DAY)
+        plan(conn, edition_id, Frequency.DAILY)
+        first = claim(conn, "w1", 4, claim_timeout=600, now=now)
+    recorder = Recorder(engine, clock=lambda: now, rng=lambda: 0.5)
+    recorder.deferred(first[0], 451, "4.3.0 later")
+    recorder.flush()
+    with engine.begin() as conn:
+        assert release(conn, [first[1].delivery_id]) == 1
+        assert due_count(conn, claim_timeout=600, now=now) == 1
+        # The deferred row waits for its backoff; --retry-deferred takes it at once.
+        assert [c.delivery_id for c in claim(conn, "w2", 9, claim_timeout=600, now=now)] == [
+            first[1].delivery_id]
+        retried = claim(conn, "w2", 9, claim_timeout=600, now=now, retry_deferred=True)
+        assert [c.delivery_id for c in retried] == [first[0].delivery_id]
+        assert retried[0].attempts == 1
+        # w1's two other claims go stale after the timeout...
+        later = now + dt.timedelta(seconds=601)
+        stale = claim(conn, "w3", 9, claim_timeout=600, now=later)
+        assert {c.delivery_id for c in stale} == {first[1].delivery_id, first[2].delivery_id,
+                                                 first[3].delivery_id, first[0].delivery_id}
+        # ...and a run holding the lock gives every orphan back at once.
+        assert reclaim_orphans(conn) == 4
+
+
+def test_results_are_recorded_in_groups(engine: Engine, sessions: sessionmaker[Session]) -> None:
+    ids = _subscribers(sessions, 5)
+    cutoff = dt.datetime(2026, 11, 27, 5, 0, tzinfo=dt.UTC)
+    with engine.begin() as conn:
+        edition_id, _ = ensure_edition(conn, Frequency.DAILY, DAY)
+        plan(conn, edition_id, Frequency.DAILY)
+        claims = claim(conn, "w", 5, claim_timeout=600)
+    commits: list[int] = []
+    event.listen(engine, "commit", lambda conn: commits.append(1))
+    recorder = Recorder(engine, group=3)
+    recorder.sent(claims[0], cutoff, "<digest.1.1@example.ro>", 250, "2.0.0 OK", [7, 8])
+    recorder.failed(claims[1], 550, "5.1.1 user unknown", bounce=True)
+    assert commits == []
+    recorder.skipped(claims[2], "nothing new")  # the third result commits the group
+    assert commits == [1]
+    recorder.deferred(claims[3], 452, "4.2.2 over quota")
+    recorder.release(claims[4])
+    recorder.flush()
+    assert len(commits) == 2
+    assert _states(sessions) == {ids[0]: DeliveryState.SENT, ids[1]: DeliveryState.FAILED,
+                                 ids[2]: DeliveryState.SKIPPED, ids[3]: DeliveryState.DEFERRED,
+                                 ids[4]: DeliveryState.PENDING}
+    with sessions() as session:
+        sent = session.scalars(select(Delivery).where(Delivery.subscriber_id == ids[0])).one()
+        assert (sent.message_id, sent.smtp_code, sent.article_ids) == (
+            "<digest.1.1@example.ro>", 250, [7, 8])
+        reader = session.get(Subscriber, ids[0])
+        bounced = session.get(Subscriber, ids[1])
+        assert reader is not None and bounced is not None
+        assert reader.last_digest_at == cutoff  # the cutoff, not the send time
+        assert bounced.status is SubscriberStatus.BOUNCED
+        assert is_suppressed(session, bounced.email)
+        deferred = session.scalars(select(Delivery).where(Delivery.subscriber_id == ids[3])).one()
+        assert deferred.next_attempt_at is not None and deferred.attempts == 1
+    assert recorder.counts[DeliveryState.SENT] == 1
+    with engine.begin() as conn:
+        readers, inactive = readers_for(conn, ids[:2], cutoff - dt.timedelta(days=14))
+        assert readers[ids[0]].received_article_ids == frozenset({7, 8})
+        assert inactive == {ids[1]}
+        [row] = status(conn)
+        assert row["counts"] == {"pending": 1, "sending": 0, "sent": 1, "deferred": 1,
+                                 "failed": 1, "skipped": 1}
+
+
+def test_backoff_doubles_with_jitter_and_gives_up(engine: Engine,
+                                                  sessions: sessionmaker[Session]) -> None:
+    assert backoff(1, lambda: 0.5) == dt.timedelta(minutes=2)
+    assert backoff(3, lambda: 0.5) == dt.timedelta(minutes=8)
+    assert backoff(30, lambda: 1.0) == dt.timedelta(hours=6) * 1.2
+    assert backoff(2, lambda: 0.0) == dt.timedelta(minutes=4) * 0.8
+    _subscribers(sessions, 1)
+    with engine.begin() as conn:
+        edition_id, _ = ensure_edition(conn, Frequency.DAILY, DAY)
+        plan(conn, edition_id, Frequency.DAILY)
+        [c] = claim(conn, "w", 1, claim_timeout=600)
+    recorder = Recorder(engine)
+    recorder.deferred(type(c)(c.delivery_id, c.edition_id, c.subscriber_id, MAX_ATTEMPTS - 1),
+                      451, "4.3.0 later")
+    recorder.flush()
+    with sessions() as session:
+        row = session.scalars(select(Delivery)).one()
+        assert row.state is DeliveryState.FAILED and "gave up after 8" in (row.smtp_reply or "")
