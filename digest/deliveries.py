@@ -27,13 +27,14 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     JSON,
     Connection,
     Insert,
+    Table,
     and_,
     func,
     insert,
@@ -73,9 +74,9 @@ __all__ = [
 
 GROUP_COMMIT = 50  # results per commit: the crash duplicate bound (see above)
 
-D = Delivery.__table__
-S = Subscriber.__table__
-E = Edition.__table__
+D = cast(Table, Delivery.__table__)
+S = cast(Table, Subscriber.__table__)
+E = cast(Table, Edition.__table__)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,9 +14,9 @@ import random
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, bindparam, or_, update
+from sqlalchemy import Engine, Table, bindparam, or_, update
 from sqlalchemy.orm import Session
 
 from digest.deliveries import GROUP_COMMIT, Claim
@@ -25,8 +25,8 @@ from digest.subscribers import mark_bounced
 
 __all__ = ["BACKOFF_BASE", "BACKOFF_CAP", "MAX_ATTEMPTS", "Recorder", "backoff"]
 
-D = Delivery.__table__
-S = Subscriber.__table__
+D = cast(Table, Delivery.__table__)
+S = cast(Table, Subscriber.__table__)
 
 MAX_ATTEMPTS = 8  # a delivery deferred this many times is given up as failed
 BACKOFF_BASE = dt.timedelta(minutes=2)
@@ -36,8 +36,8 @@ BACKOFF_CAP = dt.timedelta(hours=6)
 def backoff(attempts: int, rng: Callable[[], float] = random.random) -> dt.timedelta:
     """Delay before retry number ``attempts``: doubling from 2 min, capped at 6 h, with +-20 %
     jitter so that thousands of deferred readers do not come back in the same second."""
-    delay = min(BACKOFF_BASE * (2 ** max(attempts - 1, 0)), BACKOFF_CAP)
-    return delay * (0.8 + 0.4 * rng())
+    doubled: dt.timedelta = BACKOFF_BASE * (2 ** max(attempts - 1, 0))
+    return min(doubled, BACKOFF_CAP) * (0.8 + 0.4 * rng())
 
 
 _SENT = (update(D).where(D.c.id == bindparam("b_id"))
