@@ -71,6 +71,12 @@ def _register() -> None:
 
     main.add_command(subscribers.group)
 
+    from digest.cli import articles
+
+    main.add_command(articles.feeds_group)
+    main.add_command(articles.fetch)
+    main.add_command(articles.articles_group)
+
 
 _register()
 
