@@ -9,9 +9,9 @@ Every statement here is set-based Core SQL, never one query per subscriber:
   ``UPDATE ... WHERE id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED) RETURNING``. On PostgreSQL
   concurrent senders skip each other's rows; on SQLite the statement runs under the database's
   write lock (and the run lock), so two claims never overlap either.
-- Due means: ``pending``; ``deferred`` whose ``next_attempt_at`` has come (or any deferred row
-  with ``retry_deferred``); ``sending`` whose claim is older than the claim timeout (a crashed
-  sender's rows).
+- Due means: ``pending``; ``deferred`` whose ``next_attempt_at`` has come (with
+  ``--retry-deferred``: any row deferred before the run began); ``sending`` whose claim is older
+  than ``DIGEST_CLAIM_TIMEOUT`` and not the claimant's own (a crashed sender's rows).
 
 Results are written by ``digest.ledger.Recorder`` in small group commits. **In-flight bound:** a
 crash (even SIGKILL) can resend at most the messages the server accepted whose result was not yet
@@ -145,20 +145,26 @@ def plan(conn: Connection, edition_id: int, frequency: Frequency,
     return (conn.scalar(planned) or 0) - before
 
 
-def _due(now: dt.datetime, stale_before: dt.datetime, retry_deferred: bool) -> Any:
-    deferred = D.c.state == DeliveryState.DEFERRED
-    if not retry_deferred:
-        deferred = and_(deferred, D.c.next_attempt_at <= now)
-    return or_(D.c.state == DeliveryState.PENDING, deferred,
-               and_(D.c.state == DeliveryState.SENDING, D.c.claimed_at < stale_before))
+def _due(now: dt.datetime, stale_before: dt.datetime, retry_deferred_before: dt.datetime | None,
+         worker: str | None = None) -> Any:
+    deferred = and_(D.c.state == DeliveryState.DEFERRED, D.c.next_attempt_at <= now)
+    if retry_deferred_before is not None:  # --retry-deferred: whatever the backoff, but only
+        # rows deferred before this run began, so that a run never loops on one bad reply
+        deferred = or_(deferred, and_(D.c.state == DeliveryState.DEFERRED,
+                                      D.c.updated_at < retry_deferred_before))
+    stale = and_(D.c.state == DeliveryState.SENDING, D.c.claimed_at < stale_before)
+    if worker is not None:  # never our own claims: they are queued, not abandoned
+        stale = and_(stale, or_(D.c.claimed_by.is_(None), D.c.claimed_by != worker))
+    return or_(D.c.state == DeliveryState.PENDING, deferred, stale)
 
 
 def claim(conn: Connection, worker: str, n: int, *, claim_timeout: float,
-          retry_deferred: bool = False, now: dt.datetime | None = None) -> list[Claim]:
+          retry_deferred_before: dt.datetime | None = None,
+          now: dt.datetime | None = None) -> list[Claim]:
     """Claim up to ``n`` due deliveries for ``worker`` (oldest edition first)."""
     now = now or utcnow()
     stale_before = now - dt.timedelta(seconds=claim_timeout)
-    chosen = (select(D.c.id).where(_due(now, stale_before, retry_deferred))
+    chosen = (select(D.c.id).where(_due(now, stale_before, retry_deferred_before, worker))
               .order_by(D.c.id).limit(n).with_for_update(skip_locked=True))
     statement = (update(D).where(D.c.id.in_(chosen.scalar_subquery()))
                  .values(state=DeliveryState.SENDING, claimed_at=now, claimed_by=worker,
@@ -168,12 +174,13 @@ def claim(conn: Connection, worker: str, n: int, *, claim_timeout: float,
     return sorted((Claim(*row) for row in rows), key=lambda c: c.delivery_id)
 
 
-def due_count(conn: Connection, *, claim_timeout: float, retry_deferred: bool = False,
+def due_count(conn: Connection, *, claim_timeout: float,
+              retry_deferred_before: dt.datetime | None = None,
               now: dt.datetime | None = None) -> int:
     now = now or utcnow()
     stale_before = now - dt.timedelta(seconds=claim_timeout)
     return conn.scalar(select(func.count()).select_from(D)
-                       .where(_due(now, stale_before, retry_deferred))) or 0
+                       .where(_due(now, stale_before, retry_deferred_before))) or 0
 
 
 def reclaim_orphans(conn: Connection) -> int:

@@ -107,7 +107,8 @@ class Recorder:
                             "b_next": next_at, "b_code": code, "b_reply": reply,
                             "b_claimed_by": None, "b_at": self.clock()})
         if not claimed:
-            return  # a released claim is not a result
+            self.counts[state] += 1  # released: counted, but not a result to commit soon
+            return
         self._count(state)
 
     def _count(self, state: DeliveryState) -> None:

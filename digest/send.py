@@ -180,7 +180,8 @@ class SmtpPool:
         if self.error is not None:
             raise self.error
 
-    def _stop(self, error: BaseException) -> None:
+    def stop(self, error: BaseException) -> None:
+        """End the run: workers finish the message in hand and take no more."""
         if self.error is None:
             self.error = error
         # Wake the workers idling on an empty queue so that they see the error and end; a
@@ -234,7 +235,7 @@ class SmtpPool:
                         client, used = await self._open(), 0
                     except (SendAborted, ConfigError) as exc:
                         # Reported as the run's error; this job was not attempted.
-                        self._stop(exc)
+                        self.stop(exc)
                         return
                 await self.limiter.wait()
                 reply = await self._attempt(client, job)
@@ -242,10 +243,10 @@ class SmtpPool:
                 try:
                     on_result(job, reply)
                 except BaseException as exc:  # e.g. the ledger cannot be written: stop
-                    self._stop(exc)
+                    self.stop(exc)
                     raise
                 if reply.outcome is Outcome.ABORT:
-                    self._stop(abort_error(reply))
+                    self.stop(abort_error(reply))
                     return
                 if reply.code is None or reply.code == 421:
                     self._on_drop(client, reply)

@@ -75,6 +75,7 @@ class Settings:
     feed_timeout: float = 20.0
     feed_max_bytes: int = 5_000_000
     lock_dir: Path | None = None
+    claim_timeout: float = 3600.0
 
     @property
     def privacy_url(self) -> str:
@@ -226,6 +227,7 @@ def load_settings(
         feed_timeout=r.real("DIGEST_FEED_TIMEOUT", 20.0),
         feed_max_bytes=r.number("DIGEST_FEED_MAX_BYTES", 5_000_000, minimum=1024),
         lock_dir=r.path("DIGEST_LOCK_DIR", must_exist=False),
+        claim_timeout=r.real("DIGEST_CLAIM_TIMEOUT", 3600.0),
     )
     _check_combinations(settings)
     return settings

@@ -116,11 +116,17 @@ def test_stale_deferred_and_released_rows_come_back(engine: Engine,
         # The deferred row waits for its backoff; --retry-deferred takes it at once.
         assert [c.delivery_id for c in claim(conn, "w2", 9, claim_timeout=600, now=now)] == [
             first[1].delivery_id]
-        retried = claim(conn, "w2", 9, claim_timeout=600, now=now, retry_deferred=True)
+        retried = claim(conn, "w2", 9, claim_timeout=600, now=now,
+                        retry_deferred_before=now + dt.timedelta(seconds=1))
         assert [c.delivery_id for c in retried] == [first[0].delivery_id]
         assert retried[0].attempts == 1
         # w1's two other claims go stale after the timeout...
         later = now + dt.timedelta(seconds=601)
+        assert claim(conn, "w2", 9, claim_timeout=600, now=later) == [
+            c for c in first if c.delivery_id in (first[2].delivery_id, first[3].delivery_id)]
+        release(conn, [first[2].delivery_id, first[3].delivery_id])
+        w1 = claim(conn, "w1", 2, claim_timeout=600, now=now)  # w1 takes them again
+        assert len(w1) == 2
         stale = claim(conn, "w3", 9, claim_timeout=600, now=later)
         assert {c.delivery_id for c in stale} == {first[1].delivery_id, first[2].delivery_id,
                                                  first[3].delivery_id, first[0].delivery_id}
