@@ -77,6 +77,11 @@ def _register() -> None:
     main.add_command(articles.fetch)
     main.add_command(articles.articles_group)
 
+    from digest.cli import sending
+
+    for command in (sending.send, sending.run, sending.status, sending.sink, sending.demo):
+        main.add_command(command)
+
 
 _register()
 

@@ -1,0 +1,197 @@
+"""``digest send``, ``digest run`` (cron), ``digest status``, ``digest sink`` and ``digest demo``.
+
+``send`` and ``run`` end with one summary line (or one JSON object with ``--format json``) and
+exit 0 when everything is done, 1 when something failed or was deferred (or a feed failed), 2 on
+a usage or configuration error and 75 when another run holds the lock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from digest.cli.context import App, pass_app
+from digest.cli.output import echo_json, print_rows, progress
+from digest.deliveries import status as delivery_status
+from digest.models import DeliveryState, Frequency
+from digest.pipeline import SendOptions, run_all, send_digest
+from digest.report import RunReport
+
+__all__ = ["demo", "run", "send", "sink", "status"]
+
+_FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+                       show_default=True, help="json prints one object for scripts.")
+
+
+def _send_options(f: Callable[..., None]) -> Callable[..., None]:
+    for option in reversed([
+        click.option("--date", type=click.DateTime(["%Y-%m-%d"]), default=None,
+                     help="Edition date (default: today in DIGEST_TIMEZONE)."),
+        click.option("--frequency", type=click.Choice([f.value for f in Frequency]),
+                     default="daily", show_default=True),
+        click.option("--dry-run", is_flag=True,
+                     help="Compose and render every message; send and record nothing."),
+        click.option("--retry-deferred", is_flag=True,
+                     help="Retry deferred deliveries now, whatever their backoff."),
+        _FORMAT,
+    ]):
+        f = option(f)
+    return f
+
+
+def _options(date: dt.datetime | None, frequency: str, dry_run: bool,
+             retry_deferred: bool) -> SendOptions:
+    return SendOptions(date=date.date() if date else None, frequency=Frequency(frequency),
+                       dry_run=dry_run, retry_deferred=retry_deferred)
+
+
+@contextmanager
+def _bar() -> Iterator[Callable[[int | None], Callable[[int], None]]]:
+    """A progress-bar factory for the pipeline (silent unless stderr is a terminal)."""
+    with progress(None, "Sending") as silent_or_bar:
+        bars = []
+
+        def start(total: int | None) -> Callable[[int], None]:
+            if total is not None and hasattr(silent_or_bar, "length"):
+                silent_or_bar.length = total
+            bars.append(silent_or_bar)
+            return silent_or_bar.update  # type: ignore[no-any-return]
+
+        yield start
+
+
+def _finish(report: RunReport, fmt: str) -> None:
+    if fmt == "json":
+        echo_json(report.as_dict())
+    else:
+        click.echo(report.summary())
+    if report.error is not None:
+        click.echo(f"Error: {report.error.message}", err=True)
+        if report.error.hint:
+            click.echo(f"Hint: {report.error.hint}", err=True)
+    click.get_current_context().exit(report.exit_code)
+
+
+@click.command()
+@_send_options
+@pass_app
+def send(app: App, date: dt.datetime | None, frequency: str, dry_run: bool,
+         retry_deferred: bool, fmt: str) -> None:
+    """Plan today's edition and send it to every due reader.
+
+    Running it again sends only what is still due: new readers, deferred deliveries whose retry
+    time has come, and deliveries a crashed run left behind.
+
+    \b
+    Examples:
+      digest send
+      digest send --dry-run
+      digest send --frequency weekly --date 2026-11-30 --format json
+      digest send --retry-deferred
+    """
+    app.sessions  # noqa: B018 -- refuses early, with a hint, on an uninitialised database
+    with _bar() as bar:
+        report = send_digest(app.engine, app.settings,
+                             _options(date, frequency, dry_run, retry_deferred), progress=bar)
+    _finish(report, fmt)
+
+
+@click.command()
+@_send_options
+@pass_app
+def run(app: App, date: dt.datetime | None, frequency: str, dry_run: bool,
+        retry_deferred: bool, fmt: str) -> None:
+    """Fetch every feed, then send: the cron entry point.
+
+    Exit codes: 0 all done; 1 something failed or was deferred, or a feed failed; 2 usage or
+    configuration error; 75 another run holds the lock.
+
+    \b
+    Example (crontab, every day at 06:30):
+      30 6 * * *  cd /srv/digest && digest run
+    """
+    with _bar() as bar:
+        report = run_all(app.engine, app.settings, app.sessions,
+                         _options(date, frequency, dry_run, retry_deferred), progress=bar)
+    _finish(report, fmt)
+
+
+@click.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True, help="json is for scripts.")
+@click.option("--limit", default=30, show_default=True, help="How many editions, newest first.")
+@pass_app
+def status(app: App, fmt: str, limit: int) -> None:
+    """Editions with their delivery counts by state.
+
+    \b
+    Examples:
+      digest status
+      digest status --format json
+    """
+    with app.sessions() as session:
+        editions = delivery_status(session.connection(), limit)
+    if fmt == "json":
+        echo_json({"editions": editions})
+        return
+    rows = [{"id": e["id"], "frequency": e["frequency"], "date": e["date"], **e["counts"]}
+            for e in editions]
+    print_rows(rows, ["id", "frequency", "date", *[s.value for s in DeliveryState]], "table")
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=1025, show_default=True, type=int)
+@click.option("--dir", "folder", default="outbox", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path))
+def sink(host: str, port: int, folder: Path) -> None:
+    """A local SMTP server that saves every message it gets as a .eml file (one per
+    recipient) and prints a line per message. It relays nothing. Ctrl-C stops it.
+
+    \b
+    Example:
+      digest sink --port 1025 --dir outbox
+      DIGEST_SMTP_HOST=127.0.0.1 DIGEST_SMTP_PORT=1025 DIGEST_SMTP_SECURITY=none digest send
+    """
+    from digest.sink import Sink
+
+    with Sink(folder, host=host, port=port, on_message=lambda line: click.echo(line)):
+        click.echo(f"Listening on {host}:{port}; saving to {folder.resolve()} (Ctrl-C stops)")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            click.echo("Stopped.")
+
+
+@click.command()
+@click.option("--dir", "folder", default=".", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Where the demo database and outbox go.")
+def demo(folder: Path) -> None:
+    """The whole job locally, nothing to configure: sample articles and readers in a SQLite
+    file, a local SMTP sink, today's digest sent through it. .env is ignored.
+
+    \b
+    Example:
+      mkdir try-digest && cd try-digest && digest demo
+    """
+    from digest.demo import DATABASE, run_demo
+
+    folder.mkdir(parents=True, exist_ok=True)
+    result = run_demo(folder, on_message=lambda line: click.echo(f"  received {line}"))
+    click.echo(result.report.summary())
+    if result.report.error is not None:
+        raise result.report.error
+    if result.files:
+        click.echo(f"\n{len(result.files)} message(s) saved in {result.outbox}/")
+        click.echo("Preview one: open it in a mail program (Thunderbird, Apple Mail, Outlook),")
+        click.echo(f"or read the raw message:  less {result.files[0]}")
+    else:
+        click.echo(f"\nToday's demo digest was sent already (see {result.outbox}/); delete "
+                   f"{DATABASE} to start over.")
