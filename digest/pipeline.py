@@ -51,7 +51,7 @@ from digest.views import candidate_articles
 __all__ = ["RunReport", "SendOptions", "check_ready", "load_candidates", "run_all", "send_digest"]
 
 Progress = Callable[[int], None]
-_FLUSH_EVERY = 0.5  # seconds: results reach the database at least this often
+_FLUSH_EVERY = 0.25  # seconds: results reach the database at least this often
 
 
 @dataclass(frozen=True)

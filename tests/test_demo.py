@@ -1,0 +1,39 @@
+"""``digest demo`` in an empty folder with nothing configured: real sink, real send."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import SECRET
+
+
+def _demo(folder: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    # A .env pointing at a real server must not be used by the demo.
+    (folder / ".env").write_text(f"DIGEST_SMTP_HOST=smtp.example.invalid\n"
+                                 f"DIGEST_SECRET_KEY={SECRET}\n")
+    return subprocess.run([sys.executable, "-m", "digest", "demo"], cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_demo_sends_todays_digest_into_a_folder(tmp_path: Path) -> None:
+    first = _demo(tmp_path)
+    assert first.returncode == 0, first.stderr
+    files = sorted((tmp_path / "outbox").glob("*.eml"))
+    assert len(files) == 3
+    assert "3 message(s) saved in" in first.stdout and str(files[0]) in first.stdout
+    for path in files:
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        for header in ("From", "To", "Message-ID", "List-Unsubscribe", "Date", "Subject"):
+            assert message[header], header
+        assert "Argeș" in message["Subject"]
+        text = message.get_body(("plain",))
+        assert text is not None and "Pitești" in text.get_content()
+    second = _demo(tmp_path)
+    assert second.returncode == 0 and "sent already" in second.stdout
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 3
