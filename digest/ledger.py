@@ -45,10 +45,6 @@ _SENT = (update(D).where(D.c.id == bindparam("b_id"))
                  message_id=bindparam("b_message_id"), smtp_code=bindparam("b_code"),
                  smtp_reply=bindparam("b_reply"), article_ids=bindparam("b_articles"),
                  attempts=D.c.attempts + 1, next_attempt_at=None, updated_at=bindparam("b_at")))
-_LAST_DIGEST = (update(S).where(S.c.id == bindparam("b_sid"),
-                                or_(S.c.last_digest_at.is_(None),
-                                    S.c.last_digest_at < bindparam("b_cutoff")))
-                .values(last_digest_at=bindparam("b_cutoff")))
 _OTHER = (update(D).where(D.c.id == bindparam("b_id"))
           .values(state=bindparam("b_state"), attempts=bindparam("b_attempts"),
                   next_attempt_at=bindparam("b_next"), smtp_code=bindparam("b_code"),
@@ -64,7 +60,7 @@ class Recorder:
     rng: Callable[[], float] = random.random
     counts: Counter[DeliveryState] = field(default_factory=Counter)
     _sent: list[dict[str, Any]] = field(default_factory=list)
-    _last: list[dict[str, Any]] = field(default_factory=list)
+    _last: dict[dt.datetime, list[int]] = field(default_factory=dict)  # cutoff -> readers
     _other: list[dict[str, Any]] = field(default_factory=list)
     _bounces: list[tuple[int, str]] = field(default_factory=list)
 
@@ -76,7 +72,7 @@ class Recorder:
         self._sent.append({"b_id": claim.delivery_id, "b_at": self.clock(),
                            "b_message_id": message_id, "b_code": code, "b_reply": reply,
                            "b_articles": list(article_ids)})
-        self._last.append({"b_sid": claim.subscriber_id, "b_cutoff": cutoff})
+        self._last.setdefault(cutoff, []).append(claim.subscriber_id)
         self._count(DeliveryState.SENT)
 
     def deferred(self, claim: Claim, code: int | None, reply: str) -> None:
@@ -123,7 +119,11 @@ class Recorder:
         with self.engine.begin() as conn:
             if self._sent:
                 conn.execute(_SENT, self._sent)
-                conn.execute(_LAST_DIGEST, self._last)
+                for cutoff, readers in self._last.items():  # one statement per edition
+                    conn.execute(update(S).where(S.c.id.in_(readers),
+                                                 or_(S.c.last_digest_at.is_(None),
+                                                     S.c.last_digest_at < cutoff))
+                                 .values(last_digest_at=cutoff))
             if self._other:
                 conn.execute(_OTHER, self._other)
             if self._bounces:

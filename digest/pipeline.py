@@ -20,13 +20,14 @@ import os
 import signal
 import socket
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.compose import ArticleView, EditionView, compose, edition_selection
+from digest.compose import ArticleView, EditionView, ReaderView, compose, edition_selection
 from digest.deliveries import (
     Claim,
     claim,
@@ -42,7 +43,7 @@ from digest.errors import ConfigError, DigestError, InvalidInput
 from digest.ledger import Recorder
 from digest.lock import RunLock
 from digest.models import Frequency, utcnow
-from digest.render import Renderer
+from digest.render import RenderedDigest, Renderer
 from digest.report import RunReport
 from digest.send import Job, Outcome, Reply, SmtpPool
 from digest.settings import Settings
@@ -99,57 +100,68 @@ def _plan(engine: Engine, settings: Settings, options: SendOptions, report: RunR
 
 
 def send_digest(engine: Engine, settings: Settings, options: SendOptions = SendOptions(), *,
-                progress: Callable[[int | None], Progress] | None = None) -> RunReport:
+                progress: Callable[[int | None], Progress] | None = None,
+                before_send: Callable[[RunReport], None] | None = None) -> RunReport:
     """Plan and send (or, with ``dry_run``, compose and render only); never raises for one
-    reader's problem. Raises ``LockHeld`` when another run is active."""
+    reader's problem. Raises ``LockHeld`` at once when another run is active; ``before_send``
+    runs under the lock first (``digest run`` fetches there)."""
     check_ready(settings)
     report = RunReport(frequency=options.frequency.value, dry_run=options.dry_run)
     started = time.monotonic()
-    if options.dry_run:
+    if options.dry_run:  # no lock, no fetch, nothing written
         from digest.dry_run import dry_run
 
         dry_run(engine, settings, options.frequency, edition_date(settings, options), report)
         report.duration_s = time.monotonic() - started
         return report
     with RunLock(engine, settings):
-        run_started = utcnow()
-        with engine.begin() as conn:
-            report.reclaimed = reclaim_orphans(conn)  # we hold the lock: they are orphans
-        _plan(engine, settings, options, report)
-        with engine.begin() as conn:
-            due = due_count(conn, claim_timeout=settings.claim_timeout,
-                            retry_deferred_before=run_started if options.retry_deferred
-                            else None)
-        tick = progress(due) if progress is not None else None
-        run = _Run(engine, settings, report, tick,
-                   run_started if options.retry_deferred else None)
-        try:
-            asyncio.run(run.main())
-        except DigestError as exc:
-            report.error = exc
-        except asyncio.CancelledError:  # SIGTERM
-            report.error = DigestError("Stopped by SIGTERM.", "the unsent deliveries are "
-                                       "pending again; run `digest send` to finish")
+        if before_send is not None:
+            before_send(report)
+        _send_locked(engine, settings, options, report, progress)
     report.duration_s = time.monotonic() - started
     return report
+
+
+def _send_locked(engine: Engine, settings: Settings, options: SendOptions, report: RunReport,
+                 progress: Callable[[int | None], Progress] | None) -> None:
+    run_started = utcnow()
+    retry_before = run_started if options.retry_deferred else None
+    with engine.begin() as conn:
+        report.reclaimed = reclaim_orphans(conn)  # we hold the lock: they are orphans
+    _plan(engine, settings, options, report)
+    with engine.begin() as conn:
+        due = due_count(conn, claim_timeout=settings.claim_timeout,
+                        retry_deferred_before=retry_before)
+    tick = progress(due) if progress is not None else None
+    run = _Run(engine, settings, report, tick, retry_before)
+    try:
+        asyncio.run(run.main())
+    except DigestError as exc:
+        report.error = exc
+    except asyncio.CancelledError:  # SIGTERM
+        report.error = DigestError("Stopped by SIGTERM.", "the unsent deliveries are "
+                                   "pending again; run `digest send` to finish")
 
 
 def run_all(engine: Engine, settings: Settings, sessions: sessionmaker[Session],
             options: SendOptions = SendOptions(), *,
             progress: Callable[[int | None], Progress] | None = None) -> RunReport:
-    """``digest run``: fetch every feed, then send. A failed feed does not stop the send."""
-    check_ready(settings)
-    from digest.feeds import fetch_all  # the fetch stage, imported only where it is used
+    """``digest run``: fetch every feed, then send, all under the run lock (an overlapping
+    run exits at once). A failed feed does not stop the send. A dry run fetches nothing."""
 
-    fetched = fetch_all(sessions, settings)
-    report = send_digest(engine, settings, options, progress=progress)
-    report.feeds_failed = fetched.failed
-    report.articles_new = fetched.new
-    return report
+    def fetch(report: RunReport) -> None:
+        from digest.feeds import fetch_all  # the fetch stage, imported only where it is used
+
+        fetched = fetch_all(sessions, settings)
+        report.feeds_failed = fetched.failed
+        report.articles_new = fetched.new
+
+    return send_digest(engine, settings, options, progress=progress, before_send=fetch)
 
 
 class _Run:
-    """One streaming send: the state shared by the producer and the result callback."""
+    """One streaming send: workers pull jobs; each is claimed, composed and rendered just in
+    time, and its result recorded."""
 
     def __init__(self, engine: Engine, settings: Settings, report: RunReport,
                  tick: Progress | None, retry_deferred_before: dt.datetime | None) -> None:
@@ -160,18 +172,23 @@ class _Run:
         self.recorder = Recorder(engine)
         self.lookback = dt.timedelta(days=settings.max_lookback_days)
         self.outstanding: dict[int, Claim] = {}  # claimed, no result yet
+        self.claims: deque[Claim] = deque()  # claimed, not yet handed to a worker
+        self.readers: dict[int, ReaderView] = {}  # of the current batch
+        self.inactive: set[int] = set()
+        self.exhausted = False
+        self.cursor = 0  # the highest delivery id claimed: pending rows below are all taken
         self.queued: dict[int, tuple[dt.datetime, str, tuple[int, ...]]] = {}
         self.editions: dict[int, tuple[EditionView, list[ArticleView]]] = {}
-        concurrency = settings.send_concurrency
+        # Readers with the same topics, window and history get the same digest: compose and
+        # look it up once. (A pure function of these inputs; bounded below.)
+        self.memo: dict[tuple[object, ...], tuple[RenderedDigest, tuple[int, ...]] | None] = {}
         self.batch = settings.batch_size
         if settings.send_rate > 0:  # hold claims about a minute at most when rate-capped
-            self.batch = max(min(self.batch, int(settings.send_rate * 60)), concurrency)
+            self.batch = max(min(self.batch, int(settings.send_rate * 60)),
+                             settings.send_concurrency)
         self.pool = SmtpPool(settings)
 
     async def main(self) -> None:
-        queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=2 * self.pool.concurrency)
-        producer = asyncio.create_task(self._produce(queue))
-        sender = asyncio.create_task(self.pool.run(queue, self._on_result))
         flusher = asyncio.create_task(self._flush_often())
         loop = asyncio.get_running_loop()
         current = asyncio.current_task()
@@ -179,19 +196,11 @@ class _Run:
             if current is not None:  # SIGTERM (systemd, kill) stops as cleanly as Ctrl-C
                 loop.add_signal_handler(signal.SIGTERM, current.cancel)
         try:
-            await asyncio.wait({producer, sender}, return_when=asyncio.FIRST_EXCEPTION)
-            if producer.done() and producer.exception() is not None:
-                self.pool.stop(producer.exception())  # type: ignore[arg-type]
-            if not producer.done():
-                producer.cancel()
-            await asyncio.gather(producer, return_exceptions=True)
-            await sender
+            await self.pool.run(self._next_job, self._on_result)
         finally:
             flusher.cancel()
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(signal.SIGTERM)
-            for pending in [producer, sender]:
-                pending.cancel()
             self._finish()
 
     def _finish(self) -> None:
@@ -208,20 +217,35 @@ class _Run:
             await asyncio.sleep(_FLUSH_EVERY)
             self.recorder.flush()
 
-    async def _produce(self, queue: asyncio.Queue[Job | None]) -> None:
-        while self.pool.error is None:
-            with self.engine.begin() as conn:
-                batch = claim(conn, self.worker, self.batch,
-                              claim_timeout=self.settings.claim_timeout,
-                              retry_deferred_before=self.retry_before)
-                self.outstanding.update((c.delivery_id, c) for c in batch)
-                jobs = self._prepare(conn, batch) if batch else []
+    def _next_job(self) -> Job | None:
+        """The next message to send, claiming a new batch when this one is used up."""
+        while True:
+            if not self.claims and not self._claim_batch():
+                return None
+            c = self.claims.popleft()
+            job = self._prepare(c, self.readers.get(c.subscriber_id),
+                                c.subscriber_id in self.inactive)
+            if job is not None:
+                return job
+
+    def _claim_batch(self) -> bool:
+        if self.exhausted:
+            return False
+        with self.engine.begin() as conn:
+            batch = claim(conn, self.worker, self.batch,
+                          claim_timeout=self.settings.claim_timeout,
+                          retry_deferred_before=self.retry_before, after_id=self.cursor)
             if not batch:
-                break
-            for job in jobs:
-                await queue.put(job)
-        for _ in range(self.pool.concurrency):
-            await queue.put(None)
+                self.exhausted = True
+                return False
+            self.cursor = max(self.cursor, *(c.delivery_id for c in batch))
+            self.outstanding.update((c.delivery_id, c) for c in batch)
+            views = {c.edition_id: self._edition(conn, c.edition_id)[0] for c in batch}
+            since = min(v.cutoff for v in views.values()) - self.lookback
+            self.readers, self.inactive = readers_for(conn, [c.subscriber_id for c in batch],
+                                                      since)
+        self.claims.extend(batch)
+        return True
 
     def _edition(self, conn: Connection, edition_id: int
                  ) -> tuple[EditionView, list[ArticleView]]:
@@ -229,36 +253,43 @@ class _Run:
         if found is None:
             view = edition_view_for(conn, edition_id, self.settings.timezone)
             found = (view, load_candidates(conn, view, self.lookback))
-            self.editions = {edition_id: found}  # batches come edition by edition
+            self.editions[edition_id] = found
         return found
 
-    def _prepare(self, conn: Connection, batch: list[Claim]) -> list[Job]:
-        """Compose and render each claimed reader's message; skip or fail the ones that
-        cannot have one."""
-        views = {c.edition_id: self._edition(conn, c.edition_id)[0] for c in batch}
-        since = min(v.cutoff for v in views.values()) - self.lookback
-        readers, inactive = readers_for(conn, [c.subscriber_id for c in batch], since)
-        jobs: list[Job] = []
-        for c in batch:
-            edition, candidates = self._edition(conn, c.edition_id)
-            reader = readers.get(c.subscriber_id)
-            if reader is None or c.subscriber_id in inactive:
-                self._resolved(c).skipped(c, "the subscriber is no longer active")
-                continue
-            digest = compose(candidates, reader, edition, max_items=self.settings.max_items,
-                             max_lookback=self.lookback)
-            if digest is None:
-                self._resolved(c).skipped(c, "nothing new for this reader")
-                continue
-            try:
-                out = self.renderer.render(digest).message_for(reader)
-            except InvalidInput as exc:
-                self._resolved(c).failed(c, None, exc.message)
-                continue
-            self.queued[c.delivery_id] = (edition.cutoff, out.message_id,
-                                          tuple(a.id for a in digest.articles))
-            jobs.append(Job(c.delivery_id, out.sender, out.recipient, out.data))
-        return jobs
+    def _digest_for(self, edition_id: int, reader: ReaderView
+                    ) -> tuple[RenderedDigest, tuple[int, ...]] | None:
+        key = (edition_id, reader.topics, reader.last_digest_at, reader.received_article_ids,
+               reader.plain_text_only)
+        if key in self.memo:
+            return self.memo[key]
+        edition, candidates = self.editions[edition_id]
+        digest = compose(candidates, reader, edition, max_items=self.settings.max_items,
+                         max_lookback=self.lookback)
+        found = None if digest is None else (self.renderer.render(digest),
+                                             tuple(a.id for a in digest.articles))
+        if len(self.memo) >= 4096:
+            self.memo.clear()
+        self.memo[key] = found
+        return found
+
+    def _prepare(self, c: Claim, reader: ReaderView | None, inactive: bool) -> Job | None:
+        """Compose and render one reader's message, or record why there is none."""
+        if reader is None or inactive:
+            self._resolved(c).skipped(c, "the subscriber is no longer active")
+            return None
+        found = self._digest_for(c.edition_id, reader)
+        if found is None:
+            self._resolved(c).skipped(c, "nothing new for this reader")
+            return None
+        rendered, article_ids = found
+        try:
+            out = rendered.message_for(reader)
+        except InvalidInput as exc:
+            self._resolved(c).failed(c, None, exc.message)
+            return None
+        self.queued[c.delivery_id] = (self.editions[c.edition_id][0].cutoff, out.message_id,
+                                      article_ids)
+        return Job(c.delivery_id, out.sender, out.recipient, out.data)
 
     def _resolved(self, c: Claim) -> Recorder:
         del self.outstanding[c.delivery_id]

@@ -1,10 +1,11 @@
 """Send pre-serialized messages over a pool of reused SMTP connections.
 
 ``SmtpPool.run`` starts ``DIGEST_SEND_CONCURRENCY`` workers; each owns one connection (opened by
-``smtp.open_connection``, so TLS and the AUTH rules live in one place), takes ``Job``s from a
-queue, waits its turn at the shared rate limiter and reports a ``Reply`` per job. A worker
-reconnects after a drop, a timeout or a 421, and after ``DIGEST_SMTP_MAX_PER_CONNECTION``
-messages. Every reply is classified into an ``Outcome`` (the rules of DESIGN.md, "SMTP replies").
+``smtp.open_connection``, so TLS and the AUTH rules live in one place), pulls ``Job``s from the
+caller one at a time, waits its turn at the shared rate limiter and reports a ``Reply`` per
+job. A worker reconnects after a drop, a timeout or a 421, and after
+``DIGEST_SMTP_MAX_PER_CONNECTION`` messages. Every reply is classified into an ``Outcome``
+(the rules of DESIGN.md, "SMTP replies").
 
 This module knows nothing of the database: the pipeline turns replies into ledger rows.
 """
@@ -27,6 +28,7 @@ from digest.smtp import open_connection
 
 __all__ = [
     "Job",
+    "JobSource",
     "Outcome",
     "RateLimiter",
     "Reply",
@@ -37,6 +39,7 @@ __all__ = [
 ]
 
 Connect = Callable[[Settings], Awaitable[aiosmtplib.SMTP]]
+JobSource = Callable[[], "Job | None"]
 
 
 class Outcome(enum.StrEnum):
@@ -161,17 +164,16 @@ class SmtpPool:
         self._recent_421: list[float] = []
         self.error: BaseException | None = None  # set when the run must stop
         self.reconnects = 0
-        self._jobs: asyncio.Queue[Job | None] | None = None
 
-    async def run(self, jobs: asyncio.Queue[Job | None],
-                  on_result: Callable[[Job, Reply], None]) -> None:
-        """Send every job until each worker has taken a ``None``; raise if the run must stop.
+    async def run(self, next_job: JobSource, on_result: Callable[[Job, Reply], None]) -> None:
+        """Send jobs until ``next_job`` returns None; raise if the run must stop.
 
-        Jobs a worker never attempted (after an abort) get no result: the caller still holds
-        their claims and gives them back.
+        Workers pull: ``next_job`` is called (synchronously) when a connection is free, so the
+        caller prepares a message just in time and never holds more than it needs. A job a
+        worker took but never attempted (after an abort) gets no result: the caller still holds
+        its claim and gives it back.
         """
-        self._jobs = jobs
-        workers = [asyncio.create_task(self._worker(jobs, on_result))
+        workers = [asyncio.create_task(self._worker(next_job, on_result))
                    for _ in range(self.concurrency)]
         outcomes = await asyncio.gather(*workers, return_exceptions=True)
         for outcome in outcomes:  # a bug or a database error in on_result: not swallowed
@@ -184,14 +186,6 @@ class SmtpPool:
         """End the run: workers finish the message in hand and take no more."""
         if self.error is None:
             self.error = error
-        # Wake the workers idling on an empty queue so that they see the error and end; a
-        # full queue means nobody idles there.
-        for _ in range(self.concurrency):
-            try:
-                if self._jobs is not None:
-                    self._jobs.put_nowait(None)
-            except asyncio.QueueFull:
-                break
 
     async def _open(self) -> aiosmtplib.SMTP:
         """Connect, retrying briefly: a refused or dropped connect is often transient."""
@@ -221,13 +215,17 @@ class SmtpPool:
             "check DIGEST_SMTP_HOST, DIGEST_SMTP_PORT and DIGEST_SMTP_SECURITY and that the "
             "server is up; unsent deliveries stay pending or deferred for the next run")
 
-    async def _worker(self, jobs: asyncio.Queue[Job | None],
+    async def _worker(self, next_job: JobSource,
                       on_result: Callable[[Job, Reply], None]) -> None:
         client: aiosmtplib.SMTP | None = None
         used = 0
         try:
             while self.error is None:
-                job = await jobs.get()
+                try:
+                    job = next_job()
+                except BaseException as exc:  # e.g. the database went away: stop
+                    self.stop(exc)
+                    raise
                 if job is None:
                     return
                 if client is None or not client.is_connected:
@@ -283,6 +281,8 @@ class SmtpPool:
         except (aiosmtplib.SMTPException, OSError) as exc:
             # A drop or a timeout: we cannot know whether the server kept the message.
             return Reply(Outcome.DEFERRED, None, f"connection lost: {exc or type(exc).__name__}")
+        except ValueError as exc:  # an address aiosmtplib will not put on the wire
+            return Reply(Outcome.FAILED, None, f"not sent: {exc}")
         return Reply(Outcome.SENT, 250, text)
 
 

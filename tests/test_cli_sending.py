@@ -22,7 +22,7 @@ from digest.cli import main
 from digest.deliveries import GROUP_COMMIT
 from digest.feeds import add_feed
 from digest.lock import RunLock
-from digest.models import Delivery, DeliveryState
+from digest.models import Delivery, DeliveryState, Feed
 from digest.settings import Settings
 from tests.conftest import SmtpServer, cli_env, free_port
 from tests.sending_data import add_articles, add_others, add_readers
@@ -89,10 +89,16 @@ def test_configuration_errors_exit_2_and_a_held_lock_exits_75(  # type: ignore[n
     code, _, err = invoke(replace(smtp_settings, postal_address=""), "send")
     assert code == 2 and "DIGEST_POSTAL_ADDRESS" in err and "Hint:" in err
     engine = sessions.kw["bind"]
+    with sessions.begin() as session:
+        add_feed(session, f"http://127.0.0.1:{free_port()}/feed.xml")
     with RunLock(engine, smtp_settings):
         code, _, err = invoke(smtp_settings, "send")
-    assert code == 75 and "lock" in err
+        assert code == 75 and "lock" in err
+        code, _, err = invoke(smtp_settings, "run")
+        assert code == 75  # at once: not even the feeds were fetched
     assert _states(sessions) == []
+    with sessions() as session:
+        assert session.scalars(select(Feed.last_fetched_at)).one() is None
 
 
 def test_run_fetches_then_sends_and_reports_a_failed_feed(  # type: ignore[no-untyped-def]

@@ -3,7 +3,6 @@ reconnects, the per-connection cap, the rate limit and the stop on policy errors
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import replace
 
@@ -49,21 +48,21 @@ def test_enhanced_status() -> None:
     assert enhanced_status("Requested action aborted") is None
 
 
-def _jobs(addresses: list[str]) -> asyncio.Queue[Job | None]:
-    queue: asyncio.Queue[Job | None] = asyncio.Queue()
-    for i, address in enumerate(addresses):
-        queue.put_nowait(Job(i, "stiri@example.ro", address, MESSAGE))
-    return queue
+class _Jobs:
+    """A job source over a list; ``left`` is what no worker took."""
+
+    def __init__(self, addresses: list[str]) -> None:
+        self.left = [Job(i, "stiri@example.ro", a, MESSAGE) for i, a in enumerate(addresses)]
+
+    def __call__(self) -> Job | None:
+        return self.left.pop(0) if self.left else None
 
 
 async def _run(settings: Settings, addresses: list[str], **kwargs: object
                ) -> tuple[dict[str, Reply], SmtpPool]:
     pool = SmtpPool(settings, connect_retries=(0.05,), throttle_pause=0.05, **kwargs)  # type: ignore[arg-type]
-    queue = _jobs(addresses)
-    for _ in range(pool.concurrency):
-        queue.put_nowait(None)
     results: dict[str, Reply] = {}
-    await pool.run(queue, lambda job, reply: results.__setitem__(job.recipient, reply))
+    await pool.run(_Jobs(addresses), lambda job, reply: results.__setitem__(job.recipient, reply))
     return results, pool
 
 
@@ -122,22 +121,20 @@ async def test_policy_refusal_stops_the_run(settings: Settings) -> None:
     addresses = [f"r{i}@example.ro" for i in range(20)]
     with fault_server(handler) as (_, port):
         pool = SmtpPool(_at(settings, port, send_concurrency=1))
-        queue = _jobs(addresses)
+        jobs = _Jobs(addresses)
         results: list[Reply] = []
         with pytest.raises(SendAborted, match=r"5\.7\.1") as info:
-            await pool.run(queue, lambda job, reply: results.append(reply))
+            await pool.run(jobs, lambda job, reply: results.append(reply))
     assert "DIGEST_SMTP_USERNAME" in info.value.hint
     assert [r.outcome for r in results] == [Outcome.SENT] * 3 + [Outcome.ABORT]
-    left = [queue.get_nowait() for _ in range(queue.qsize())]
-    # The rest was never attempted: the caller still holds those claims and releases them.
-    assert len([job for job in left if job is not None]) == 16
+    # The rest was never taken: the caller still holds those claims and releases them.
+    assert len(jobs.left) == 16
 
 
 async def test_refused_connection_stops_with_a_hint(settings: Settings) -> None:
     pool = SmtpPool(_at(settings, free_port()), connect_retries=(0.05,))
-    queue = _jobs(["a@example.ro", "b@example.ro"])
     with pytest.raises(SendAborted, match="Cannot connect") as info:
-        await pool.run(queue, lambda job, reply: None)
+        await pool.run(_Jobs(["a@example.ro", "b@example.ro"]), lambda job, reply: None)
     assert "DIGEST_SMTP_HOST" in info.value.hint
 
 

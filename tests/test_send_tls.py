@@ -3,7 +3,6 @@ password or an untrusted certificate stops the run; AUTH never goes over clearte
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 from collections.abc import Iterator
 from dataclasses import replace
@@ -41,14 +40,10 @@ def ca_file(ca: trustme.CA, tmp_path: Path) -> Iterator[Path]:
 
 
 async def _send(settings: Settings, count: int = 3) -> list[Reply]:
-    queue: asyncio.Queue[Job | None] = asyncio.Queue()
-    for i in range(count):
-        queue.put_nowait(Job(i, "stiri@example.ro", f"r{i}@example.ro", MESSAGE))
+    jobs = iter([Job(i, "stiri@example.ro", f"r{i}@example.ro", MESSAGE) for i in range(count)])
     pool = SmtpPool(settings, connect_retries=())
-    for _ in range(pool.concurrency):
-        queue.put_nowait(None)
     replies: list[Reply] = []
-    await pool.run(queue, lambda job, reply: replies.append(reply))
+    await pool.run(lambda: next(jobs, None), lambda job, reply: replies.append(reply))
     return replies
 
 

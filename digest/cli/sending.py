@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import click
@@ -52,15 +52,13 @@ def _options(date: dt.datetime | None, frequency: str, dry_run: bool,
 
 @contextmanager
 def _bar() -> Iterator[Callable[[int | None], Callable[[int], None]]]:
-    """A progress-bar factory for the pipeline (silent unless stderr is a terminal)."""
-    with progress(None, "Sending") as silent_or_bar:
-        bars = []
+    """A progress-bar factory for the pipeline, which knows the total only once it has
+    planned (a bar on a terminal only; cron mail stays clean)."""
+    with ExitStack() as stack:
 
         def start(total: int | None) -> Callable[[int], None]:
-            if total is not None and hasattr(silent_or_bar, "length"):
-                silent_or_bar.length = total
-            bars.append(silent_or_bar)
-            return silent_or_bar.update  # type: ignore[no-any-return]
+            bar = stack.enter_context(progress(total, "Sending"))
+            return bar.update  # type: ignore[no-any-return]
 
         yield start
 
