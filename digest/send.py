@@ -129,7 +129,8 @@ class RateLimiter:
         self._started = clock()
         self._count = 0
 
-    async def wait(self) -> None:
+    def take(self) -> float:
+        """Count one send; return how many seconds it must wait first (0: go now)."""
         self._count += 1
         now = self._clock()
         if self._next <= now:
@@ -137,8 +138,7 @@ class RateLimiter:
         delay = self._next - now
         if self.rate > 0:
             self._next += 1.0 / self.rate
-        if delay > 0:
-            await asyncio.sleep(delay)
+        return delay
 
     def slow_down(self, pause: float) -> None:
         """The provider is throttling: halve the rate (from the observed one if uncapped),
@@ -235,7 +235,9 @@ class SmtpPool:
                         # Reported as the run's error; this job was not attempted.
                         self.stop(exc)
                         return
-                await self.limiter.wait()
+                delay = self.limiter.take()  # a plain call: no coroutine per message
+                if delay > 0:
+                    await asyncio.sleep(delay)
                 reply = await self._attempt(client, job)
                 used += 1
                 try:
