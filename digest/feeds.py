@@ -117,6 +117,14 @@ class _Outcome:
 
 def _work(job: _Job, settings: Settings) -> _Outcome:
     """Download and parse one feed (runs in a worker thread; no database here)."""
+    try:
+        return _download_and_parse(job, settings)
+    except Exception as exc:  # a bug in one feed's handling must not stop the other feeds
+        return _Outcome(job, Download(job.url, job.url), None,
+                        f"unexpected failure: {type(exc).__name__}: {exc}")
+
+
+def _download_and_parse(job: _Job, settings: Settings) -> _Outcome:
     got = download(job.url, job.validators, timeout=settings.feed_timeout,
                    max_bytes=settings.feed_max_bytes, agent=user_agent(settings.site_url))
     if got.error or got.not_modified or got.body is None:
@@ -125,8 +133,6 @@ def _work(job: _Job, settings: Settings) -> _Outcome:
         return _Outcome(job, got, parse_feed(got.body, got.final_url, got.content_type), None)
     except FeedRejected as exc:
         return _Outcome(job, got, None, str(exc))
-    except Exception as exc:  # a parser bug must not stop the other feeds
-        return _Outcome(job, got, None, f"parser failure: {type(exc).__name__}: {exc}")
 
 
 def scoped_guid(guid: str | None, feed_id: int) -> str | None:
