@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.articles import ArticleData, canonical_url, upsert_article
+from digest.articles import ArticleData, canonical_url, iso_utc, upsert_article
 from digest.errors import InvalidInput, NotFound
 from digest.feed_fetch import Download, Validators, download, user_agent
 from digest.feed_parse import FeedRejected, ParsedEntry, ParsedFeed, parse_feed
@@ -95,7 +95,7 @@ def list_feeds(session: Session) -> Iterator[Feed]:
 def feed_as_dict(feed: Feed) -> dict[str, object]:
     return {
         "url": feed.url, "title": feed.title, "topics": list(feed.topics or []),
-        "last_fetched_at": feed.last_fetched_at.isoformat() if feed.last_fetched_at else None,
+        "last_fetched_at": iso_utc(feed.last_fetched_at) if feed.last_fetched_at else None,
         "last_status": feed.last_status, "last_error": feed.last_error,
     }
 
