@@ -163,13 +163,18 @@ def _store(session: Session, feed: Feed, outcome: _Outcome, now: dt.datetime,
         feed.last_error = None
         result.not_modified = True
         return
+    skipped = list(parsed.skipped)
     for entry in parsed.entries:
-        change, _ = upsert_article(session, _article(entry, feed), feed_id=feed.id, now=now)
+        try:
+            change, _ = upsert_article(session, _article(entry, feed), feed_id=feed.id, now=now)
+        except InvalidInput as exc:  # raised before anything is written: skip just this item
+            skipped.append(f"{entry.url[:100]}: {exc.message}")
+            continue
         result.count(change)
-    result.skipped = len(parsed.skipped)
+    result.skipped = len(skipped)
     feed.title = feed.title or parsed.title
     feed.etag, feed.last_modified = got.validators.etag, got.validators.last_modified
-    feed.last_error = "; ".join(parsed.skipped)[:2000] or None
+    feed.last_error = "; ".join(skipped)[:2000] or None
     # Another feed may already live at the new address: then keep ours where it is.
     moved = got.moved_permanently and got.final_url != feed.url
     if moved and find_feed(session, got.final_url) is None:
@@ -189,8 +194,8 @@ def _record(sessions: sessionmaker[Session], outcome: _Outcome, now: dt.datetime
         return result
     except FeedRejected as exc:
         result.error = str(exc)
-    except (InvalidInput, IntegrityError, DataError) as exc:
-        result.error = f"could not store an item: {getattr(exc, 'message', None) or exc}"
+    except (IntegrityError, DataError) as exc:
+        result.error = f"could not store an item: {exc.orig or exc}"
         result.new = result.updated = result.unchanged = 0  # rolled back
     with sessions.begin() as session:
         feed = session.get(Feed, outcome.job.feed_id)

@@ -377,3 +377,23 @@ def test_cli_feeds_and_fetch(feed_server: FeedServer, sessions: sessionmaker[Ses
     assert result.exit_code == 0 and "Removed" in result.output
     result = runner.invoke(main, ["feeds", "remove", missing], env=env)
     assert result.exit_code == 1 and "no feed" in result.output
+
+
+def test_oversized_fields_skip_the_item_not_the_feed(
+        feed_server: FeedServer, sessions: sessionmaker[Session], fast: Settings) -> None:
+    long_path = "a" * 2100
+    body = (f'<?xml version="1.0"?><rss version="2.0" xmlns:media="http://search.yahoo.com/mrss/">'
+            f"<channel><title>Long</title>"
+            f"<item><title>{'T' * 3000}</title><link>https://long.example/ok</link>"
+            f"<author>{'Ana ' * 200}</author><guid>{'g' * 3000}</guid>"
+            f'<media:thumbnail url="https://long.example/{long_path}.jpg"/></item>'
+            f"<item><title>Too long a link</title><link>https://long.example/{long_path}</link>"
+            f"</item></channel></rss>").encode()
+    _add(sessions, feed_server.add("/long", Route(body=body)))
+    report = fetch_all(sessions, fast)
+    assert report.failed == 0 and report.new == 1 and report.results[0].skipped == 1
+    (article,) = _articles(sessions)
+    assert len(article.title) == 1000 and article.title.endswith("…")
+    assert article.author is not None and len(article.author) <= 300
+    assert article.guid is not None and article.guid.startswith("sha256:")
+    assert article.image_url is None
