@@ -131,6 +131,8 @@ class QpTemplate:
 
     def __init__(self, text: str, markers: Mapping[str, str]) -> None:
         text = _normalize_newlines(text)
+        if not text.endswith("\n"):  # a body ends with a line break (as the stdlib writes it)
+            text += "\n"
         by_marker = {marker: name for name, marker in markers.items()}
         pattern = re.compile("|".join(re.escape(m) for m in by_marker)) if by_marker else None
         self._chunks: list[bytes] = []  # encoded static text, between the values
