@@ -40,7 +40,7 @@ class DkimSigner:
                               ) from exc
         try:
             self._sign(_PROBE, (b"from", b"to", b"subject"))
-        except dkim.DKIMException as exc:
+        except (dkim.DKIMException, ValueError) as exc:  # binascii.Error is a ValueError
             raise ConfigError(f"The DKIM key {key_file} cannot sign: {exc}.",
                               "use an RSA private key in PEM form, e.g. made with "
                               "`openssl genrsa -out dkim.pem 2048`") from exc
