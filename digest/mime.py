@@ -46,11 +46,15 @@ _ATOM_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ ]+")
 
 def clean_header_text(text: str) -> str:
     """Collapse whitespace and blank control characters (CR/LF would inject headers)."""
+    if text.isprintable():  # the common case: no control characters at all
+        return " ".join(text.split())
     cleaned = "".join(" " if unicodedata.category(ch)[0] == "C" else ch for ch in text)
     return " ".join(cleaned.split())
 
 
 def _encoded_words(text: str) -> list[str]:
+    if len(text.encode("utf-8")) <= _WORD_BYTES:  # a typical name: one word
+        return [f"=?utf-8?b?{base64.b64encode(text.encode()).decode('ascii')}?="]
     words: list[str] = []
     chunk = b""
     for ch in text:
