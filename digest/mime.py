@@ -24,6 +24,8 @@ import unicodedata
 from collections.abc import Mapping
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from digest.errors import InvalidInput
+
 __all__ = [
     "QpTemplate",
     "ascii_url",
@@ -93,7 +95,8 @@ def idna_domain(domain: str) -> str:
 def format_mailbox(name: str | None, addr_spec: str) -> str:
     """``Name <addr>`` for a header; ``addr_spec`` must already be ASCII."""
     if not addr_spec.isascii() or any(c in addr_spec for c in "<>\r\n \t"):
-        raise ValueError(f"not an ASCII address: {addr_spec!r}")
+        raise InvalidInput(f"{addr_spec!r} cannot be written in a 7-bit header.",
+                           "use an address with an ASCII local part and no spaces")
     phrase = encode_phrase(name or "")
     return f"{phrase} <{addr_spec}>" if phrase else addr_spec
 

@@ -9,7 +9,10 @@ import email.policy
 from dataclasses import replace
 from email.message import EmailMessage
 
+import pytest
+
 from digest.compose import Digest, ReaderView, compose
+from digest.errors import InvalidInput
 from digest.render import Renderer, message_id_for
 from digest.settings import Settings
 from digest.smtp import send_one
@@ -145,3 +148,9 @@ def test_message_ids_are_deterministic_and_distinct(settings: Settings) -> None:
            .message_id}
     assert len(ids) == 3
     assert message_id_for(7, 42, "bücher.de") == "<digest.7.42@xn--bcher-kva.de>"
+
+
+def test_address_that_needs_smtputf8_is_a_clear_error(settings: Settings) -> None:
+    rendered = Renderer(settings).render(sample_digest())
+    with pytest.raises(InvalidInput, match="SMTPUTF8"):
+        rendered.message_for(ReaderView(9, "ștefan@example.ro", None))
