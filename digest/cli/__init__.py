@@ -68,8 +68,10 @@ def init(app: App) -> None:
 def _register() -> None:
     # Imported here so each area's module can import ``main``'s helpers without a cycle.
     from digest.cli import subscribers
+    from digest.cli.serve import serve
 
     main.add_command(subscribers.group)
+    main.add_command(serve)
 
 
 _register()
