@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -35,7 +34,14 @@ from digest.models import (
     Suppression,
     utcnow,
 )
-from digest.subscribers import as_dict, parse_frequency, parse_status, parse_topics, suppression_key
+from digest.subscribers import (
+    as_dict,
+    parse_frequency,
+    parse_status,
+    parse_timezone,
+    parse_topics,
+    suppression_key,
+)
 
 __all__ = ["EXPORT_COLUMNS", "ImportReport", "Problem", "export_subscribers", "import_subscribers"]
 
@@ -116,14 +122,7 @@ def _parse_row(line: int, raw: dict[str | Any, Any], default_status: SubscriberS
     if "frequency" in raw:
         values["frequency"] = parse_frequency(cell("frequency"))
     if "timezone" in raw:
-        tz = cell("timezone")
-        if tz:
-            try:
-                ZoneInfo(tz)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise InvalidInput(f"unknown timezone {tz!r}",
-                                   "use e.g. Europe/Bucharest") from None
-        values["timezone"] = tz
+        values["timezone"] = parse_timezone(cell("timezone"))
     if "locale" in raw:
         values["locale"] = cell("locale")
     status = cell("status")

@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -77,6 +78,17 @@ def parse_frequency(raw: str | Frequency | None) -> Frequency:
         raise InvalidInput(f"unknown frequency {raw!r}", "use daily or weekly") from None
 
 
+def parse_timezone(raw: str | None) -> str | None:
+    """An IANA zone name, checked, or None."""
+    if raw is None or not raw.strip():
+        return None
+    try:
+        return ZoneInfo(raw.strip()).key
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(f"unknown timezone {raw!r}",
+                           "use an IANA name such as Europe/Bucharest") from None
+
+
 def parse_status(raw: str | SubscriberStatus) -> SubscriberStatus:
     try:
         return SubscriberStatus(str(raw).strip().lower())
@@ -111,13 +123,13 @@ def suppression_key(session: Session) -> bytes:
 
 
 def is_suppressed(session: Session, email: str, key: bytes | None = None) -> bool:
-    digest = email_hash(key or suppression_key(session), email)
+    digest = email_hash(key or suppression_key(session), normalize_email(email))
     found = session.scalar(select(Suppression.id).where(Suppression.email_hash == digest))
     return found is not None
 
 
 def suppress(session: Session, email: str, reason: str) -> None:
-    digest = email_hash(suppression_key(session), email)
+    digest = email_hash(suppression_key(session), normalize_email(email))
     if session.scalar(select(Suppression.id).where(Suppression.email_hash == digest)) is None:
         session.add(Suppression(email_hash=digest, reason=reason))
 
@@ -151,7 +163,8 @@ def add_subscriber(
     now = utcnow()
     subscriber = Subscriber(
         email=address, name=(name or "").strip() or None, status=status,
-        topics=parse_topics(topics), frequency=frequency, timezone=timezone, locale=locale,
+        topics=parse_topics(topics), frequency=frequency, timezone=parse_timezone(timezone),
+        locale=(locale or '').strip() or None,
         plain_text_only=False, created_at=now, updated_at=now,
         confirmed_at=now if status is SubscriberStatus.ACTIVE else None,
     )

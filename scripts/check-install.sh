@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Build a wheel, install it (not editable) into a fresh venv, and run the README's first steps
+# from an empty folder: proves the wheel carries templates/ and migrations/.
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+python3 -m venv "$work/venv"
+"$work/venv/bin/pip" install -q "$repo"
+cd "$work"
+mkdir empty && cd empty
+printf 'email,name,topics\nana@exemplu.ro,Ana Bălan,sport\nion@bücher.de,Ștefan Mureșan,\n' > people.csv
+"$work/venv/bin/digest" --help >/dev/null
+"$work/venv/bin/digest" init
+"$work/venv/bin/digest" subscribers import people.csv
+second="$("$work/venv/bin/digest" subscribers import people.csv)"
+echo "$second"
+[[ "$second" == "imported 0, updated 0, unchanged 2, invalid 0, suppressed 0" ]]
+"$work/venv/bin/digest" subscribers export | grep -q "Ștefan Mureșan"
+echo "install check passed"
