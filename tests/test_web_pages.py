@@ -152,3 +152,31 @@ def test_create_app_refuses_without_a_secret_key(settings: Settings) -> None:
 
     with pytest.raises(ConfigError, match="DIGEST_SECRET_KEY"):
         create_app(replace(settings, secret_key=None))
+
+
+def test_server_error_page_has_the_headers_and_no_traceback(settings: Settings,
+                                                            tmp_path: Path) -> None:
+    from digest.db import make_engine, make_sessionmaker
+
+    no_tables = make_sessionmaker(make_engine(f"sqlite:///{tmp_path}/empty.db"))
+    with run_server(settings, sessions=no_tables) as server:
+        answer = httpx.get(server.base + "/archive")
+    assert answer.status_code == 500 and "Something went wrong" in answer.text
+    assert "Traceback" not in answer.text and "OperationalError" not in answer.text
+    for name, value in SECURITY_HEADERS.items():
+        assert answer.headers.get(name) == value
+
+
+def test_rate_limiter_window_slides() -> None:
+    from digest.web.security import RateLimiter
+
+    now = [1000.0]
+    limiter = RateLimiter(limit=2, window=60, clock=lambda: now[0])
+    assert limiter.hit("a") == 0 and limiter.hit("a") == 0
+    assert limiter.hit("a") == 60  # the first hit leaves the window in 60 s
+    assert limiter.hit("b") == 0  # per key
+    now[0] += 30
+    assert limiter.hit("a") == 30
+    now[0] += 30.5
+    assert limiter.hit("a") == 0  # the first hit has slid out
+    assert RateLimiter(limit=0, window=5).hit("x") == 5

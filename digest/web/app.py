@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import logging
 from collections.abc import AsyncIterator, Callable
 from http import HTTPStatus
 
@@ -44,8 +43,6 @@ from digest.web.context import WebContext, path_prefix, web_context
 from digest.web.security import SECURITY_HEADERS, RateLimiter, SecurityHeadersMiddleware
 
 __all__ = ["create_app"]
-
-log = logging.getLogger(__name__)
 
 _MESSAGES = {
     400: ("This link does not work", links.BAD_LINK),
@@ -83,8 +80,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
-    log.exception("error while answering %s %s", request.method, request.url.path,
-                  exc_info=exc)
+    # Starlette re-raises after this answer, so uvicorn logs the traceback; the reader sees none.
     title, message = _MESSAGES[500]
     # This answer comes from outside the middleware stack: add the headers here.
     return web_context(request).render("error.html.j2", 500, headers=SECURITY_HEADERS,

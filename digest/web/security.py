@@ -99,7 +99,7 @@ class RateLimiter:
             while hits and hits[0] <= now - self.window:
                 hits.popleft()
             if len(hits) >= self.limit:
-                return max(1.0, hits[0] + self.window - now)
+                return max(1.0, hits[0] + self.window - now) if hits else self.window
             hits.append(now)
             return 0.0
 
