@@ -95,6 +95,21 @@ def wait_for_mail(smtp: SmtpServer, count: int, timeout: float = 10.0) -> list[R
     return smtp.received
 
 
+def sent_recorded(sessions: sessionmaker[Session], email: str, since: dt.datetime | None = None,
+                  timeout: float = 10.0) -> dt.datetime:
+    """Wait until the app has recorded ``confirmation_sent_at`` (just after the SMTP reply),
+    at ``since`` or later."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with sessions() as session:
+            sent_at = session.scalar(select(Subscriber.confirmation_sent_at)
+                                     .where(Subscriber.email == email))
+        if sent_at is not None and (since is None or sent_at >= since):
+            return sent_at
+        assert time.monotonic() < deadline, f"confirmation_sent_at never recorded for {email}"
+        time.sleep(0.02)
+
+
 def link_in(message: Received, path: str) -> str:
     """The first URL in the text part that contains ``path`` (e.g. ``/confirm/``)."""
     part = message.message.get_body(preferencelist=("plain",))
