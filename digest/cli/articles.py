@@ -1,0 +1,204 @@
+"""``digest feeds ...``, ``digest fetch`` and ``digest articles ...``: where articles come from.
+
+``fetch`` and ``articles import`` exit 1 when something failed (a feed, a record) while still
+doing everything else, so cron and scripts can tell.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+
+import click
+
+from digest import feeds as feed_store
+from digest.article_io import import_articles, parse_datetime, record_to_article
+from digest.articles import article_as_dict, list_articles, upsert_article
+from digest.cli.context import App, pass_app
+from digest.cli.output import FORMAT_OPTION, echo_json, print_rows
+from digest.feed_report import FeedResult
+
+__all__ = ["articles_group", "feeds_group", "fetch"]
+
+_TEXT_OR_JSON = click.option("--format", "fmt", type=click.Choice(["text", "json"]),
+                             default="text", show_default=True,
+                             help="json is for scripts.")
+FEED_COLUMNS = ["url", "title", "topics", "last_fetched_at", "last_status", "last_error"]
+ARTICLE_COLUMNS = ["published_at", "title", "url", "topics"]
+
+
+@click.group("feeds")
+def feeds_group() -> None:
+    """Manage the RSS/Atom feeds that `digest fetch` polls.
+
+    \b
+    Examples:
+      digest feeds add https://stiri.example.ro/feed --topics local,politica
+      digest feeds list --format json
+      digest feeds remove https://stiri.example.ro/feed
+    """
+
+
+@feeds_group.command("add")
+@click.argument("url")
+@click.option("--topics", default=None, help="Comma-separated topics given to every article.")
+@pass_app
+def feeds_add(app: App, url: str, topics: str | None) -> None:
+    """Add a feed to poll (adding it again updates its topics).
+
+    \b
+    Example:
+      digest feeds add https://stiri.example.ro/sport/feed --topics sport
+    """
+    with app.sessions.begin() as session:
+        feed, created = feed_store.add_feed(session, url, topics)
+        shown = ",".join(feed.topics) or "-"
+        click.echo(f"{'Added' if created else 'Already present'}: {feed.url} (topics: {shown})")
+
+
+@feeds_group.command("list")
+@FORMAT_OPTION
+@pass_app
+def feeds_list(app: App, fmt: str) -> None:
+    """List feeds with the outcome of their last fetch.
+
+    \b
+    Example:
+      digest feeds list --format json
+    """
+    with app.sessions() as session:
+        rows = (feed_store.feed_as_dict(f) for f in feed_store.list_feeds(session))
+        count = print_rows(rows, FEED_COLUMNS, fmt)
+    if fmt == "table":
+        click.echo(f"{count} feed(s)", err=True)
+
+
+@feeds_group.command("remove")
+@click.argument("url")
+@pass_app
+def feeds_remove(app: App, url: str) -> None:
+    """Stop polling a feed; articles already fetched are kept.
+
+    \b
+    Example:
+      digest feeds remove https://stiri.example.ro/feed
+    """
+    with app.sessions.begin() as session:
+        feed = feed_store.remove_feed(session, url)
+    click.echo(f"Removed: {feed.url}")
+
+
+@click.command("fetch")
+@_TEXT_OR_JSON
+@pass_app
+def fetch(app: App, fmt: str) -> None:
+    """Poll every feed once and store new and changed articles.
+
+    Prints one line per feed and a total. Exits 1 if any feed failed (the others are still
+    fetched), 0 otherwise.
+
+    \b
+    Example:
+      digest fetch
+      digest fetch --format json | jq '.feeds[] | select(.ok | not)'
+    """
+    def show(result: FeedResult) -> None:
+        if fmt == "text":
+            click.echo(result.line())
+
+    report = feed_store.fetch_all(app.sessions, app.settings, on_feed=show)
+    if fmt == "json":
+        echo_json(report.as_dict())
+    else:
+        click.echo(report.summary())
+    if report.failed:
+        sys.exit(1)
+
+
+@click.group("articles")
+def articles_group() -> None:
+    """Add, import and list articles.
+
+    \b
+    Examples:
+      digest articles add --title "Drum nou la Pitești" --url https://stiri.example.ro/a/1
+      digest articles import export.jsonl
+      digest articles list --since 2024-05-01 --format json
+    """
+
+
+@articles_group.command("add")
+@click.option("--title", required=True, help="Headline (plain text).")
+@click.option("--url", required=True, help="The article's absolute http(s) address.")
+@click.option("--summary", default=None, help="Summary; HTML is sanitized.")
+@click.option("--published", default=None,
+              help="ISO 8601; without an offset it is in DIGEST_TIMEZONE. Default: now.")
+@click.option("--topics", default=None, help="Comma-separated topics.")
+@click.option("--image", default=None, help="Absolute http(s) URL of an image.")
+@click.option("--author", default=None)
+@pass_app
+def articles_add(app: App, title: str, url: str, summary: str | None, published: str | None,
+                 topics: str | None, image: str | None, author: str | None) -> None:
+    """Add one article by hand (adding the same URL again updates it).
+
+    \b
+    Example:
+      digest articles add --title "Ședința consiliului" --url https://stiri.example.ro/a/7 \\
+        --published 2024-05-01T09:30 --topics local,politica
+    """
+    record = {"title": title, "url": url, "summary": summary, "published_at": published,
+              "topics": topics, "image_url": image, "author": author}
+    data = record_to_article(record, app.settings.timezone)
+    with app.sessions.begin() as session:
+        change, article = upsert_article(session, data)
+    click.echo(f"{change.value.capitalize()}: {article.url}")
+
+
+@articles_group.command("import")
+@click.argument("file", type=click.File("r", encoding="utf-8-sig"))
+@_TEXT_OR_JSON
+@pass_app
+def articles_import(app: App, file: io.TextIOWrapper, fmt: str) -> None:
+    """Import articles from a JSON array or JSON Lines FILE (`-` reads stdin).
+
+    Each object: {url, title, summary?, content_html?, published_at?, author?, topics?,
+    image_url?, guid?}. Bad records are reported with their position and skipped; the rest are
+    kept; importing again updates articles in place. Exits 1 if any record was bad.
+
+    \b
+    Example:
+      digest articles import articles.json
+      curl -s https://cms.example.ro/export.jsonl | digest articles import -
+    """
+    report = import_articles(app.sessions, file, default_tz=app.settings.timezone,
+                             on_problem=lambda p: click.echo(str(p), err=True))
+    if fmt == "json":
+        echo_json(report.as_dict())
+    else:
+        click.echo(report.summary())
+    if report.invalid:
+        sys.exit(1)
+
+
+@articles_group.command("list")
+@click.option("--since", default=None, help="Only articles published at or after (ISO 8601).")
+@click.option("--topic", default=None, help="Only articles with this topic.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+              show_default=True, help="json and csv are for scripts.")
+@pass_app
+def articles_list(app: App, since: str | None, topic: str | None, limit: int | None,
+                  fmt: str) -> None:
+    """List articles, newest first.
+
+    \b
+    Example:
+      digest articles list --since 2024-05-01T00:00:00+03:00 --topic sport --format json
+    """
+    start = parse_datetime(since, app.settings.timezone) if since else None
+    with app.sessions() as session:
+        rows = (article_as_dict(a)
+                for a in list_articles(session, since=start, topic=topic, limit=limit))
+        count = print_rows(rows, ARTICLE_COLUMNS, fmt)
+    if fmt == "table":
+        click.echo(f"{count} article(s)", err=True)
