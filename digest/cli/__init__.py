@@ -79,6 +79,10 @@ def _register() -> None:
     main.add_command(articles.fetch)
     main.add_command(articles.articles_group)
 
+    from digest.cli.serve import serve
+
+    main.add_command(serve)
+
 
 _register()
 
