@@ -110,6 +110,35 @@ def _find(session: Session, guid: str | None, url: str) -> Article | None:
     return session.scalars(select(Article).where(Article.url == url)).first()
 
 
+def _changes(session: Session, article: Article, data: ArticleData, url: str, guid: str | None,
+             published: dt.datetime | None, feed_id: int | None) -> dict[str, Any]:
+    """The column values that differ between ``article`` and the incoming ``data``.
+
+    From a feed, topics only grow (the union), so a story carried by a sport feed and a local
+    feed reaches readers of either topic; and a feed rewrites the other fields only of articles
+    it owns (or that nobody owns), so two feeds carrying one story do not overwrite each other
+    on every fetch. An import or a manual add is authoritative and replaces everything.
+    """
+    from_feed = feed_id is not None
+    topics = sorted(set(article.topics or []) | set(data.topics)) if from_feed else data.topics
+    wanted: dict[str, Any] = {"topics": list(topics)}
+    if not from_feed or article.feed_id in (None, feed_id):
+        wanted |= {
+            "title": data.title, "summary_html": data.summary_html,
+            "summary_text": data.summary_text, "content_html": data.content_html,
+            "author": data.author, "image_url": data.image_url,
+        }
+        if from_feed:
+            wanted["feed_id"] = feed_id
+        if published is not None:
+            wanted["published_at"] = published
+        if url != article.url and _find(session, None, url) is None:
+            wanted["url"] = url  # found by guid and the link moved
+    if guid is not None and article.guid is None:
+        wanted["guid"] = guid
+    return {k: v for k, v in wanted.items() if getattr(article, k) != v}
+
+
 def upsert_article(session: Session, data: ArticleData, *, feed_id: int | None = None,
                    now: dt.datetime | None = None) -> tuple[Change, Article]:
     """Insert ``data`` or bring the matching stored article up to date."""
@@ -133,18 +162,7 @@ def upsert_article(session: Session, data: ArticleData, *, feed_id: int | None =
         session.add(article)
         session.flush()  # so the next item of the same batch finds it
         return Change.NEW, article
-    wanted: dict[str, Any] = {
-        "title": data.title, "summary_html": data.summary_html,
-        "summary_text": data.summary_text, "content_html": data.content_html,
-        "author": data.author, "image_url": data.image_url, "topics": list(data.topics),
-    }
-    if published is not None:
-        wanted["published_at"] = published
-    if guid is not None and article.guid is None:
-        wanted["guid"] = guid
-    if url != article.url and _find(session, None, url) is None:
-        wanted["url"] = url  # found by guid and the link moved
-    changed = {k: v for k, v in wanted.items() if getattr(article, k) != v}
+    changed = _changes(session, article, data, url, guid, published, feed_id)
     if not changed:
         return Change.UNCHANGED, article
     for key, value in changed.items():

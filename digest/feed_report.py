@@ -74,10 +74,18 @@ class FetchReport:
     def unchanged(self) -> int:
         return sum(r.unchanged for r in self.results)
 
+    @property
+    def not_modified(self) -> int:
+        return sum(1 for r in self.results if r.not_modified)
+
     def summary(self) -> str:
-        return (f"{len(self.results)} feed(s): {self.new} new, {self.updated} updated, "
+        text = (f"{len(self.results)} feed(s): {self.new} new, {self.updated} updated, "
                 f"{self.unchanged} unchanged, {self.failed} failed")
+        if self.not_modified:
+            text += f"; {self.not_modified} not modified"
+        return text
 
     def as_dict(self) -> dict[str, Any]:
         return {"feeds": [r.as_dict() for r in self.results], "new": self.new,
-                "updated": self.updated, "unchanged": self.unchanged, "failed": self.failed}
+                "updated": self.updated, "unchanged": self.unchanged, "failed": self.failed,
+                "not_modified": self.not_modified}

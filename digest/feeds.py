@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.articles import ArticleData, canonical_url, upsert_article
+from digest.articles import ArticleData, canonical_url, iso_utc, upsert_article
 from digest.errors import InvalidInput, NotFound
 from digest.feed_fetch import Download, Validators, download, user_agent
 from digest.feed_parse import FeedRejected, ParsedEntry, ParsedFeed, parse_feed
@@ -95,7 +95,7 @@ def list_feeds(session: Session) -> Iterator[Feed]:
 def feed_as_dict(feed: Feed) -> dict[str, object]:
     return {
         "url": feed.url, "title": feed.title, "topics": list(feed.topics or []),
-        "last_fetched_at": feed.last_fetched_at.isoformat() if feed.last_fetched_at else None,
+        "last_fetched_at": iso_utc(feed.last_fetched_at) if feed.last_fetched_at else None,
         "last_status": feed.last_status, "last_error": feed.last_error,
     }
 
@@ -117,6 +117,14 @@ class _Outcome:
 
 def _work(job: _Job, settings: Settings) -> _Outcome:
     """Download and parse one feed (runs in a worker thread; no database here)."""
+    try:
+        return _download_and_parse(job, settings)
+    except Exception as exc:  # a bug in one feed's handling must not stop the other feeds
+        return _Outcome(job, Download(job.url, job.url), None,
+                        f"unexpected failure: {type(exc).__name__}: {exc}")
+
+
+def _download_and_parse(job: _Job, settings: Settings) -> _Outcome:
     got = download(job.url, job.validators, timeout=settings.feed_timeout,
                    max_bytes=settings.feed_max_bytes, agent=user_agent(settings.site_url))
     if got.error or got.not_modified or got.body is None:
@@ -125,8 +133,6 @@ def _work(job: _Job, settings: Settings) -> _Outcome:
         return _Outcome(job, got, parse_feed(got.body, got.final_url, got.content_type), None)
     except FeedRejected as exc:
         return _Outcome(job, got, None, str(exc))
-    except Exception as exc:  # a parser bug must not stop the other feeds
-        return _Outcome(job, got, None, f"parser failure: {type(exc).__name__}: {exc}")
 
 
 def scoped_guid(guid: str | None, feed_id: int) -> str | None:
@@ -157,13 +163,18 @@ def _store(session: Session, feed: Feed, outcome: _Outcome, now: dt.datetime,
         feed.last_error = None
         result.not_modified = True
         return
+    skipped = list(parsed.skipped)
     for entry in parsed.entries:
-        change, _ = upsert_article(session, _article(entry, feed), feed_id=feed.id, now=now)
+        try:
+            change, _ = upsert_article(session, _article(entry, feed), feed_id=feed.id, now=now)
+        except InvalidInput as exc:  # raised before anything is written: skip just this item
+            skipped.append(f"{entry.url[:100]}: {exc.message}")
+            continue
         result.count(change)
-    result.skipped = len(parsed.skipped)
+    result.skipped = len(skipped)
     feed.title = feed.title or parsed.title
     feed.etag, feed.last_modified = got.validators.etag, got.validators.last_modified
-    feed.last_error = "; ".join(parsed.skipped)[:2000] or None
+    feed.last_error = "; ".join(skipped)[:2000] or None
     # Another feed may already live at the new address: then keep ours where it is.
     moved = got.moved_permanently and got.final_url != feed.url
     if moved and find_feed(session, got.final_url) is None:
@@ -183,8 +194,8 @@ def _record(sessions: sessionmaker[Session], outcome: _Outcome, now: dt.datetime
         return result
     except FeedRejected as exc:
         result.error = str(exc)
-    except (InvalidInput, IntegrityError, DataError) as exc:
-        result.error = f"could not store an item: {getattr(exc, 'message', None) or exc}"
+    except (IntegrityError, DataError) as exc:
+        result.error = f"could not store an item: {exc.orig or exc}"
         result.new = result.updated = result.unchanged = 0  # rolled back
     with sessions.begin() as session:
         feed = session.get(Feed, outcome.job.feed_id)

@@ -24,6 +24,8 @@ import unicodedata
 from collections.abc import Mapping
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from digest.errors import InvalidInput
+
 __all__ = [
     "QpTemplate",
     "ascii_url",
@@ -46,11 +48,15 @@ _ATOM_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ ]+")
 
 def clean_header_text(text: str) -> str:
     """Collapse whitespace and blank control characters (CR/LF would inject headers)."""
+    if text.isprintable():  # the common case: no control characters at all
+        return " ".join(text.split())
     cleaned = "".join(" " if unicodedata.category(ch)[0] == "C" else ch for ch in text)
     return " ".join(cleaned.split())
 
 
 def _encoded_words(text: str) -> list[str]:
+    if len(text.encode("utf-8")) <= _WORD_BYTES:  # a typical name: one word
+        return [f"=?utf-8?b?{base64.b64encode(text.encode()).decode('ascii')}?="]
     words: list[str] = []
     chunk = b""
     for ch in text:
@@ -89,7 +95,8 @@ def idna_domain(domain: str) -> str:
 def format_mailbox(name: str | None, addr_spec: str) -> str:
     """``Name <addr>`` for a header; ``addr_spec`` must already be ASCII."""
     if not addr_spec.isascii() or any(c in addr_spec for c in "<>\r\n \t"):
-        raise ValueError(f"not an ASCII address: {addr_spec!r}")
+        raise InvalidInput(f"{addr_spec!r} cannot be written in a 7-bit header.",
+                           "use an address with an ASCII local part and no spaces")
     phrase = encode_phrase(name or "")
     return f"{phrase} <{addr_spec}>" if phrase else addr_spec
 
@@ -131,6 +138,8 @@ class QpTemplate:
 
     def __init__(self, text: str, markers: Mapping[str, str]) -> None:
         text = _normalize_newlines(text)
+        if not text.endswith("\n"):  # a body ends with a line break (as the stdlib writes it)
+            text += "\n"
         by_marker = {marker: name for name, marker in markers.items()}
         pattern = re.compile("|".join(re.escape(m) for m in by_marker)) if by_marker else None
         self._chunks: list[bytes] = []  # encoded static text, between the values

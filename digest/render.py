@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import re
 import secrets
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -133,8 +134,8 @@ class Renderer:
         text = QpTemplate(self._text.render(context), self._markers)
         html_body = None
         if not digest.plain_text_only:
-            html_body = QpTemplate(self._inliner.inline(self._html.render(context)),
-                                   self._markers)
+            inlined = self._inliner.inline(self._html.render(context))
+            html_body = QpTemplate(_escape_attribute_brackets(inlined), self._markers)
         return RenderedDigest(self, digest, subject, text, html_body)
 
     def headers(self, digest: Digest, subject: str) -> tuple[bytes, bytes]:
@@ -228,6 +229,20 @@ class RenderedDigest:
             body = b"\r\n" + b"".join((first, self._text.fill(values), second,
                                        self._html.fill(_escaped(values)), end))
         return Outgoing(renderer.sender, recipient, message_id, renderer.sign(head + body))
+
+
+# A start tag as an HTML5 serializer writes it: attribute values always double-quoted.
+_START_TAG = re.compile(r'<[A-Za-z][\w:-]*(?:\s+[^\s"\'>/=]+(?:="[^"]*")?)*\s*/?>')
+
+
+def _escape_attribute_brackets(html_text: str) -> str:
+    """Escape ``<`` and ``>`` inside attribute values (css-inline's serializer leaves them raw,
+    which is valid HTML but trips naive filters: an alt text must not read like a tag)."""
+    def fix(match: re.Match[str]) -> str:
+        tag = match.group()
+        inner = tag[1:-1].replace("<", "&lt;").replace(">", "&gt;")
+        return f"<{inner}>"
+    return _START_TAG.sub(fix, html_text)
 
 
 def _escaped(values: dict[str, str]) -> dict[str, str]:

@@ -24,6 +24,8 @@ __all__ = [
     "to_text",
 ]
 
+# Longer links are broken in practice, and would not fit the store's URL columns.
+MAX_URL = 2000
 SAFE_SCHEMES = frozenset({"http", "https", "mailto"})
 # Images are fetched by the reader's mail client: only http(s), never mailto or data.
 _IMAGE_SCHEMES = frozenset({"http", "https"})
@@ -75,7 +77,7 @@ def safe_url(url: str | None, base_url: str | None = None, *,
         return None
     if parts.scheme.lower() != "mailto" and not parts.netloc:
         return None
-    return cleaned
+    return cleaned if len(cleaned) <= MAX_URL else None
 
 
 def safe_image_url(url: str | None, base_url: str | None = None) -> str | None:

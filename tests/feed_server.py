@@ -25,6 +25,8 @@ class Route:
     location: str | None = None  # for redirects
     delay: float = 0.0  # seconds before answering
     send_length: bool = True  # False: no Content-Length, body ends when the connection closes
+    trickle: float = 0.0  # seconds between single bytes of the body (a server that dawdles)
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -89,10 +91,18 @@ def _handler(server: FeedServer) -> type[BaseHTTPRequestHandler]:
                 self.end_headers()
                 return
             self.send_header("Content-Type", route.content_type)
+            for name, value in route.headers.items():
+                self.send_header(name, value)
             if route.send_length:
                 self.send_header("Content-Length", str(len(route.body)))
             self.end_headers()
-            self.wfile.write(route.body)
+            if not route.trickle:
+                self.wfile.write(route.body)
+                return
+            for i in range(len(route.body)):
+                self.wfile.write(route.body[i:i + 1])
+                self.wfile.flush()
+                time.sleep(route.trickle)
 
     return Handler
 

@@ -86,6 +86,7 @@ def test_empty_input() -> None:
     ("relative/only", None, None),
     ("https://", None, None),
     ("", None, None),
+    ("https://a.example/" + "x" * 2000, None, None),
 ])
 def test_safe_url(url: str, base: str | None, expected: str | None) -> None:
     assert safe_url(url, base) == expected

@@ -68,14 +68,20 @@ def init(app: App) -> None:
 def _register() -> None:
     # Imported here so each area's module can import ``main``'s helpers without a cycle.
     from digest.cli import subscribers
+    from digest.cli.preview import preview
 
     main.add_command(subscribers.group)
+    main.add_command(preview)
 
     from digest.cli import articles
 
     main.add_command(articles.feeds_group)
     main.add_command(articles.fetch)
     main.add_command(articles.articles_group)
+
+    from digest.cli.serve import serve
+
+    main.add_command(serve)
 
     from digest.cli import sending
 

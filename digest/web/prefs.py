@@ -1,0 +1,124 @@
+"""``/preferences/{token}``: a reader's own settings and data.
+
+GET shows the form; POST saves topics, frequency and plain-text-only (a PREFERENCES consent event
+records what changed). ``POST .../data`` downloads everything stored about the reader as JSON,
+consent history included; ``POST .../delete`` (with its "yes" box ticked) erases the reader and
+keeps only a suppression hash so the address is never mailed again.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from digest.models import Frequency, Subscriber
+from digest.subscribers import Origin, erase, parse_topics, personal_data, update_preferences
+from digest.tokens import Purpose
+from digest.web.context import NO_STORE, WebContext, web_context
+from digest.web.links import BAD_LINK, ReaderView, load_view, origin_of, reader, reader_id
+from digest.web.security import read_form
+from digest.web.signup import load_topics
+
+__all__ = ["routes"]
+
+
+def _save(sessions: sessionmaker[Session], subscriber_id: int, origin: Origin,
+          topics: list[str], frequency: Frequency, plain: bool) -> bool:
+    with sessions.begin() as session:
+        sub = session.get(Subscriber, subscriber_id)
+        if sub is None:
+            return False
+        update_preferences(session, sub, origin, topics=topics, frequency=frequency,
+                           plain_text_only=plain)
+        return True
+
+
+def _data(sessions: sessionmaker[Session], subscriber_id: int) -> dict[str, Any] | None:
+    with sessions() as session:
+        sub = session.get(Subscriber, subscriber_id)
+        return personal_data(session, sub) if sub is not None else None
+
+
+def _erase(sessions: sessionmaker[Session], subscriber_id: int, origin: Origin) -> bool:
+    with sessions.begin() as session:
+        sub = session.get(Subscriber, subscriber_id)
+        if sub is None:
+            return False
+        erase(session, sub, origin)
+        return True
+
+
+async def _page(ctx: WebContext, view: ReaderView, status: int = 200, *, notice: str = "",
+                error: str = "") -> Response:
+    topics = sorted(set(await ctx.db(load_topics, ctx.sessions)) | set(view.topics))
+    base = ctx.path("preferences", ctx.token(Purpose.PREFERENCES, view.id))
+    return ctx.render("preferences.html.j2", status, private=True, title="Your preferences",
+                      reader=view, topics=topics, frequencies=list(Frequency), action=base,
+                      data_action=f"{base}/data", delete_action=f"{base}/delete",
+                      notice=notice, error=error,
+                      unsubscribe=ctx.path("unsubscribe", ctx.token(Purpose.UNSUBSCRIBE, view.id)))
+
+
+def _frequency(form: FormData) -> Frequency:
+    try:
+        return Frequency(str(form.get("frequency", "")))
+    except ValueError:
+        raise HTTPException(400, "Choose how often you want the digest.") from None
+
+
+async def show(request: Request) -> Response:
+    ctx = web_context(request)
+    return await _page(ctx, await reader(ctx, Purpose.PREFERENCES, request.path_params["token"]))
+
+
+async def save(request: Request) -> Response:
+    ctx = web_context(request)
+    view = await reader(ctx, Purpose.PREFERENCES, request.path_params["token"])
+    form = await read_form(request)
+    allowed = set(await ctx.db(load_topics, ctx.sessions)) | set(view.topics)
+    topics = [t for t in parse_topics([str(t) for t in form.getlist("topics")]) if t in allowed]
+    saved = await ctx.db(_save, ctx.sessions, view.id,
+                         origin_of(request, "web", "preferences page"), topics,
+                         _frequency(form), form.get("plain_text_only") == "1")
+    fresh = await ctx.db(load_view, ctx.sessions, view.id) if saved else None
+    if fresh is None:
+        raise HTTPException(400, BAD_LINK)
+    return await _page(ctx, fresh, notice="Your preferences are saved.")
+
+
+async def download(request: Request) -> Response:
+    ctx = web_context(request)
+    data = await ctx.db(_data, ctx.sessions,
+                        reader_id(ctx, Purpose.PREFERENCES, request.path_params["token"]))
+    if data is None:
+        raise HTTPException(400, BAD_LINK)
+    body = json.dumps(data, ensure_ascii=False, indent=2)
+    return Response(body, media_type="application/json", headers={
+        **NO_STORE, "Content-Disposition": 'attachment; filename="my-digest-data.json"'})
+
+
+async def delete(request: Request) -> Response:
+    ctx = web_context(request)
+    view = await reader(ctx, Purpose.PREFERENCES, request.path_params["token"])
+    form = await read_form(request)
+    if form.get("confirm") != "yes":
+        return await _page(ctx, view, 400, error="Tick the box to confirm that everything about "
+                                                  "you should be deleted.")
+    await ctx.db(_erase, ctx.sessions, view.id, origin_of(request, "web", "preferences page"))
+    return ctx.render("deleted.html.j2", private=True, title="Your data is deleted",
+                      signup=ctx.path(""))
+
+
+routes = [
+    Route("/preferences/{token}", show, methods=["GET"]),
+    Route("/preferences/{token}", save, methods=["POST"]),
+    Route("/preferences/{token}/data", download, methods=["POST"]),
+    Route("/preferences/{token}/delete", delete, methods=["POST"]),
+]
