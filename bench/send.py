@@ -234,8 +234,7 @@ def _run_child(kind: str, n: int, database_url: str, port: int,
 
 def _measure(n: int, port: int, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     database_url = args.database_url or f"sqlite:///{folder / f'bench-{n}.db'}"
-    if args.database_url is None:
-        _seed(database_url, n)
+    _seed(database_url, n)
     ceiling = _run_child("ceiling", n, database_url, port, args)
     e2e = _run_child("e2e", n, database_url, port, args)
     return {"n": n, "concurrency": args.concurrency, "ceiling": ceiling, "end_to_end": e2e,
@@ -262,7 +261,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--max-per-connection", type=int, default=100)
     parser.add_argument("--database-url", default=None,
-                        help="an empty, initialised database instead of a fresh SQLite file")
+                        help="an empty database (PostgreSQL: an empty schema) instead of a "
+                             "fresh SQLite file; only with --no-compare")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--profile", action="store_true", help="cProfile the end-to-end child")
     parser.add_argument("--child", choices=["ceiling", "e2e"], help=argparse.SUPPRESS)
