@@ -1,10 +1,11 @@
 """The whole job: fetch -> plan -> (claim -> compose -> render -> send -> record)*.
 
 The only module that knows every stage. ``send_digest`` takes the run lock, creates the edition
-and its deliveries, then streams: a producer claims a batch, composes each reader's digest,
-renders it (once per distinct digest, then cheaply per reader) and queues the bytes; the SMTP
-pool's workers send them; each reply is recorded in small group commits. Memory stays flat
-whatever the number of readers: at most one claimed batch plus the send queue is held.
+and its deliveries, then streams: each SMTP worker, when its connection is free, pulls the next
+message; a batch of deliveries is claimed when the previous one is used up, and each reader's
+digest is composed (memoized for readers with the same inputs), rendered once per distinct
+digest and filled in per reader just in time. Each reply is recorded in small group commits.
+Memory stays flat whatever the number of readers: one claimed batch at most.
 
 If the run must stop (5.7.x, unreachable server, Ctrl-C, SIGTERM) every claimed delivery that
 was not attempted goes back to ``pending``, the results so far are committed, and the report
