@@ -17,6 +17,7 @@ No database, network or clock is touched here.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import html
 import re
 import secrets
@@ -43,7 +44,7 @@ from digest.settings import Settings
 from digest.templating import make_environment
 from digest.tokens import Purpose, make_token
 
-__all__ = ["Outgoing", "RenderedDigest", "Renderer", "message_id_for"]
+__all__ = ["Outgoing", "RenderedDigest", "Renderer", "installation_tag", "message_id_for"]
 
 _READER_VALUES = ("unsubscribe_url", "preferences_url", "reader_email")
 _CACHE_SIZE = 32
@@ -63,9 +64,20 @@ class Outgoing:
     data: bytes  # the exact bytes to send, CRLF line endings
 
 
-def message_id_for(edition_id: int, subscriber_id: int, domain: str) -> str:
-    """The Message-ID of one reader's copy of one edition: the same on every resend."""
-    return f"<digest.{edition_id}.{subscriber_id}@{idna_domain(domain)}>"
+def message_id_for(edition_id: int, subscriber_id: int, domain: str, installation: str = "") -> str:
+    """The Message-ID of one reader's copy of one edition: the same on every resend.
+
+    ``installation`` (derived from the secret key) keeps ids unique across installations and
+    across a database rebuilt from scratch, whose edition and subscriber ids start at 1 again:
+    providers drop a message whose Message-ID they have already seen.
+    """
+    tag = f".{installation}" if installation else ""
+    return f"<digest.{edition_id}.{subscriber_id}{tag}@{idna_domain(domain)}>"
+
+
+def installation_tag(secret: str) -> str:
+    """A short, stable tag of this installation that reveals nothing about the secret."""
+    return hmac.new(secret.encode(), b"digest-message-id", hashlib.sha256).hexdigest()[:12]
 
 
 def _mailbox_header(raw: str) -> str:
@@ -80,6 +92,7 @@ class Renderer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._secret = settings.require_secret_key()
+        self.installation = installation_tag(self._secret)
         env = make_environment(settings, "email")
         env.filters["wrap"] = wrap
         self._html = env.get_template("digest.html.j2")
@@ -211,7 +224,7 @@ class RenderedDigest:
                 f"{reader.email} has a non-ASCII local part, which needs SMTPUTF8.",
                 "this sender writes 7-bit messages; ask the reader for another address")
         message_id = message_id_for(self.digest.edition.id, reader.subscriber_id,
-                                    renderer.domain)
+                                    renderer.domain, renderer.installation)
         head = b"".join((
             self._before_to,
             header_line("To", format_mailbox(reader.name, recipient)),

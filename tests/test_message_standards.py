@@ -13,7 +13,7 @@ import pytest
 
 from digest.compose import Digest, ReaderView, compose
 from digest.errors import InvalidInput
-from digest.render import Renderer, message_id_for
+from digest.render import Renderer, installation_tag, message_id_for
 from digest.settings import Settings
 from digest.smtp import send_one
 from digest.tokens import Purpose, make_token, read_token
@@ -49,7 +49,9 @@ def test_checklist_on_a_message_sent_through_real_smtp(smtp_settings: Settings,
     assert message["From"].addresses[0].display_name == "Știri de Argeș"
     assert message["Subject"] == f"Știri de Argeș, 28 November 2026: {NASTY_TITLE}"
     assert message["List-Id"] == "Știri de Argeș <daily.stiri.example.ro>"
-    assert message["Message-ID"] == message_id_for(7, 42, "example.ro") == outgoing.message_id
+    tag = installation_tag(smtp_settings.secret_key or "")
+    assert message["Message-ID"] == message_id_for(7, 42, "example.ro", tag) == outgoing.message_id
+    assert tag and tag in outgoing.message_id
     assert message["Precedence"] == "bulk"
     assert message["Auto-Submitted"] == "auto-generated"
     # The Date is the edition's cutoff, in the site's timezone.
@@ -148,6 +150,9 @@ def test_message_ids_are_deterministic_and_distinct(settings: Settings) -> None:
            .message_id}
     assert len(ids) == 3
     assert message_id_for(7, 42, "bücher.de") == "<digest.7.42@xn--bcher-kva.de>"
+    # Another installation (another secret) never reuses an id, even with the same row ids.
+    other = Renderer(replace(settings, secret_key="another-installation-secret"))
+    assert other.render(sample_digest()).message_for(STEFAN).message_id != first.message_id
 
 
 def test_address_that_needs_smtputf8_is_a_clear_error(settings: Settings) -> None:

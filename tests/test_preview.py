@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest.cli import main
 from digest.models import Article, Edition, Frequency, SubscriberStatus, utcnow
+from digest.render import installation_tag
 from digest.settings import Settings
 from digest.subscribers import Origin, add_subscriber, get_subscriber, unsubscribe
 from digest.tokens import Purpose, make_token
@@ -84,7 +85,8 @@ def test_topics_and_stored_edition_are_used(settings: Settings, sessions: sessio
     assert "/archive/1" in text
     with sessions() as session:
         sport_id = get_subscriber(session, "sport@example.ro").id
-    assert message["Message-ID"] == f"<digest.1.{sport_id}@example.ro>"
+    tag = installation_tag(settings.secret_key or "")
+    assert message["Message-ID"] == f"<digest.1.{sport_id}.{tag}@example.ro>"
 
 
 def test_sample_reader_html_and_text_to_a_file(settings: Settings, store: None,
