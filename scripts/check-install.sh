@@ -18,4 +18,9 @@ echo "$second"
 [[ "$second" == "imported 0, updated 0, unchanged 2, invalid 0, suppressed 0" ]]
 "$work/venv/bin/digest" subscribers export | grep -q "Ștefan Mureșan"
 "$work/venv/bin/python" -c "import digest.templating as t; assert (t.BUILTIN_TEMPLATES / 'email' / 'digest.html.j2').is_file()"
+# The README's first command, as written, in another empty folder.
+mkdir ../demo && cd ../demo
+"$work/venv/bin/digest" demo | tee demo.log
+grep -q "sent 3, deferred 0, failed 0" demo.log
+[ "$(ls outbox/*.eml | wc -l)" -ge 3 ]
 echo "install check passed"
