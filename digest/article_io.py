@@ -15,13 +15,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import IO, Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.articles import ArticleData, Change, upsert_article
 from digest.errors import InvalidInput
+from digest.problems import Problem, ProblemLog
 from digest.sanitize import excerpt, safe_image_url, safe_url, sanitize_html, to_text
 from digest.subscribers import parse_topics
 
@@ -35,29 +36,11 @@ _KNOWN = frozenset({"url", "title", "summary", "summary_html", "content_html", "
                     "author", "topics", "image_url", "guid"})
 
 
-@dataclass(frozen=True)
-class Problem:
-    where: str  # "record [3]" (array index) or "line 4" (JSON Lines)
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.where}: {self.reason}"
-
-
 @dataclass
-class ImportReport:
+class ImportReport(ProblemLog):
     new: int = 0
     updated: int = 0
     unchanged: int = 0
-    invalid: int = 0
-    problems: list[Problem] = field(default_factory=list)
-
-    MAX_KEPT = 1000
-
-    def add_problem(self, problem: Problem) -> None:
-        self.invalid += 1
-        if len(self.problems) < self.MAX_KEPT:
-            self.problems.append(problem)
 
     def count(self, change: Change) -> None:
         setattr(self, change.value, getattr(self, change.value) + 1)

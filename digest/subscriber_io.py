@@ -17,7 +17,7 @@ import io
 import json
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -34,6 +34,7 @@ from digest.models import (
     Suppression,
     utcnow,
 )
+from digest.problems import Problem, ProblemLog
 from digest.subscribers import (
     as_dict,
     parse_frequency,
@@ -51,30 +52,12 @@ EXPORT_COLUMNS = ["email", "name", "status", "topics", "frequency", "timezone", 
 _FIELDS = ("name", "topics", "frequency", "timezone", "locale")
 
 
-@dataclass(frozen=True)
-class Problem:
-    line: int
-    reason: str
-
-    def __str__(self) -> str:
-        return f"line {self.line}: {self.reason}"
-
-
 @dataclass
-class ImportReport:
+class ImportReport(ProblemLog):
     imported: int = 0
     updated: int = 0
     unchanged: int = 0
-    invalid: int = 0
     suppressed: int = 0
-    problems: list[Problem] = field(default_factory=list)  # first MAX_KEPT only
-
-    MAX_KEPT = 1000
-
-    def add_problem(self, problem: Problem) -> None:
-        self.invalid += 1
-        if len(self.problems) < self.MAX_KEPT:
-            self.problems.append(problem)
 
     def summary(self) -> str:
         return (f"imported {self.imported}, updated {self.updated}, unchanged {self.unchanged}, "
@@ -138,7 +121,7 @@ def _rows(reader: csv.DictReader[str], default_status: SubscriberStatus,
         try:
             yield _parse_row(line, raw, default_status)
         except DigestError as exc:
-            problem = Problem(line, exc.message)
+            problem = Problem(f"line {line}", exc.message)
             report.add_problem(problem)
             on_problem(problem)
 
@@ -156,7 +139,8 @@ def _apply_chunk(session: Session, chunk: list[_Row], key: bytes, source: str,
                              .where(Suppression.email_hash.in_(list(hashes)))):
         row = unique.pop(hashes[h])
         report.suppressed += 1
-        on_problem(Problem(row.line, f"{row.email} is suppressed (erased or bounced); skipped"))
+        on_problem(Problem(f"line {row.line}",
+                           f"{row.email} is suppressed (erased or bounced); skipped"))
     existing = {s.email: s for s in session.scalars(
         select(Subscriber).where(Subscriber.email.in_(list(unique))))}
     now = utcnow()

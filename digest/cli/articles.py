@@ -15,7 +15,7 @@ from digest import feeds as feed_store
 from digest.article_io import import_articles, parse_datetime, record_to_article
 from digest.articles import article_as_dict, list_articles, upsert_article
 from digest.cli.context import App, pass_app
-from digest.cli.output import FORMAT_OPTION, echo_json, print_rows
+from digest.cli.output import FORMAT_OPTION, echo_json, finish_import, print_rows
 from digest.feed_report import FeedResult
 
 __all__ = ["articles_group", "feeds_group", "fetch"]
@@ -172,12 +172,7 @@ def articles_import(app: App, file: io.TextIOWrapper, fmt: str) -> None:
     """
     report = import_articles(app.sessions, file, default_tz=app.settings.timezone,
                              on_problem=lambda p: click.echo(str(p), err=True))
-    if fmt == "json":
-        echo_json(report.as_dict())
-    else:
-        click.echo(report.summary())
-    if report.invalid:
-        sys.exit(1)
+    finish_import(report, fmt)
 
 
 @articles_group.command("list")

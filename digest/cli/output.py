@@ -8,11 +8,11 @@ import json
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import click
 
-__all__ = ["FORMAT_OPTION", "echo_json", "print_rows", "progress"]
+__all__ = ["FORMAT_OPTION", "echo_json", "finish_import", "print_rows", "progress"]
 
 FORMAT_OPTION = click.option(
     "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
@@ -22,6 +22,25 @@ FORMAT_OPTION = click.option(
 
 def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+class ImportOutcome(Protocol):
+    invalid: int
+
+    def summary(self) -> str: ...
+
+    def as_dict(self) -> dict[str, Any]: ...
+
+
+def finish_import(report: ImportOutcome, fmt: str) -> None:
+    """Print an importer's report (one line, or JSON); exit 1 when some input was bad, so a
+    script can tell a clean import from one that skipped rows."""
+    if fmt == "json":
+        echo_json(report.as_dict())
+    else:
+        click.echo(report.summary())
+    if report.invalid:
+        sys.exit(1)
 
 
 def _cell(value: Any) -> str:

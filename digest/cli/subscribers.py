@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from digest import subscribers as subs
 from digest.cli.context import App, pass_app
-from digest.cli.output import FORMAT_OPTION, echo_json, print_rows
+from digest.cli.output import FORMAT_OPTION, echo_json, finish_import, print_rows
 from digest.models import Frequency, Subscriber, SubscriberStatus
 from digest.subscriber_io import export_subscribers, import_subscribers
 
@@ -165,12 +165,7 @@ def import_(app: App, file: Path, status: str, fmt: str) -> None:
     """
     report = import_subscribers(app.sessions, file, default_status=SubscriberStatus(status),
                                 on_problem=lambda p: click.echo(str(p), err=True))
-    if fmt == "json":
-        echo_json(report.as_dict())
-    else:
-        click.echo(report.summary())
-    if report.invalid:
-        sys.exit(1)
+    finish_import(report, fmt)
 
 
 @group.command("export")
