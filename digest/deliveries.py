@@ -11,7 +11,10 @@ Every statement here is set-based Core SQL, never one query per subscriber:
   write lock (and the run lock), so two claims never overlap either.
 - Due means: ``pending``; ``deferred`` whose ``next_attempt_at`` has come (with
   ``--retry-deferred``: any row deferred before the run began); ``sending`` whose claim is older
-  than ``DIGEST_CLAIM_TIMEOUT`` and not the claimant's own (a crashed sender's rows).
+  than ``DIGEST_CLAIM_TIMEOUT`` and not the claimant's own (a crashed sender's rows). A live
+  sender refreshes its claims (``heartbeat``) well within the timeout, so no other process
+  (``digest send --join`` on another machine, say) ever takes a claim that is still being
+  worked on.
 
 Results are written by ``digest.ledger.Recorder`` in small group commits. **In-flight bound:** a
 crash (even SIGKILL) can resend at most the messages the server accepted whose result was not yet
@@ -64,6 +67,7 @@ __all__ = [
     "due_count",
     "edition_view_for",
     "ensure_edition",
+    "heartbeat",
     "plan",
     "readers_for",
     "reclaim_orphans",
@@ -203,11 +207,32 @@ def due_count(conn: Connection, *, claim_timeout: float,
 
 
 def reclaim_orphans(conn: Connection) -> int:
-    """Give back every ``sending`` row at once. Only for a run holding the run lock: no other
-    sender can be alive then, so each such row belongs to a run that crashed."""
-    return conn.execute(update(D).where(D.c.state == DeliveryState.SENDING)
+    """Give back, at once, the ``sending`` rows of claimants that are gone; for the planner,
+    which holds the run lock, at its start.
+
+    On SQLite that is every ``sending`` row: the run lock admits one sender and ``--join`` is
+    refused, so any such row was left by a run that crashed. On PostgreSQL ``digest send
+    --join`` processes may be sending right now, so a row is taken back only when its claimant
+    no longer holds its presence lock (``digest.presence``): its connection has ended. Trying
+    the key with a *transaction* lock fails while the owner lives and, when it succeeds, is
+    released by this commit. Rows of a claimant that is alive stay its own; rows of one that
+    vanished without closing its connection come back through the claim timeout instead.
+    """
+    dead = D.c.state == DeliveryState.SENDING
+    if conn.dialect.name == "postgresql":
+        dead = and_(dead, or_(D.c.claimed_by.is_(None), func.pg_try_advisory_xact_lock(
+            func.hashtextextended(D.c.claimed_by, 0))))
+    return conn.execute(update(D).where(dead)
                         .values(state=DeliveryState.PENDING, claimed_by=None,
                                 claimed_at=None, next_attempt_at=None)).rowcount
+
+
+def heartbeat(conn: Connection, worker: str, now: dt.datetime | None = None) -> int:
+    """Refresh the claim time of ``worker``'s rows still ``sending``: a live sender's claims
+    never go stale, however long its batch takes; a dead one's do after the claim timeout."""
+    return conn.execute(update(D).where(D.c.state == DeliveryState.SENDING,
+                                        D.c.claimed_by == worker)
+                        .values(claimed_at=now or utcnow())).rowcount
 
 
 def release(conn: Connection, delivery_ids: Sequence[int]) -> int:

@@ -21,6 +21,7 @@ __all__ = ["RunReport"]
 class RunReport:
     frequency: str = "daily"
     dry_run: bool = False
+    joined: bool = False  # `digest send --join`: an extra sender, no planning
     edition_id: int | None = None
     edition_date: str | None = None
     planned: int = 0  # delivery rows created by this run
@@ -63,7 +64,7 @@ class RunReport:
             "duration_s": round(self.duration_s, 3),
             "messages_per_s": round(self.messages_per_s, 1),
             "released": self.released, "reclaimed": self.reclaimed,
-            "reconnects": self.reconnects, "dry_run": self.dry_run,
+            "reconnects": self.reconnects, "dry_run": self.dry_run, "joined": self.joined,
             "composed": self.composed, "distinct_digests": self.distinct_digests,
             "edition": {"id": self.edition_id, "frequency": self.frequency,
                         "date": self.edition_date},
@@ -74,7 +75,8 @@ class RunReport:
         }
 
     def summary(self) -> str:
-        head = f"{self.frequency} {self.edition_date or ''}".strip()
+        head = ("joined sender" if self.joined
+                else f"{self.frequency} {self.edition_date or ''}".strip())
         if self.dry_run:
             return (f"dry run {head}: {self.composed} composed and rendered "
                     f"({self.distinct_digests} distinct), {self.skipped} with nothing new; "

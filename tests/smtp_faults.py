@@ -14,6 +14,7 @@ import asyncio
 import email
 import email.policy
 import ssl
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +37,7 @@ class FaultHandler:
     slow: dict[str, float] = field(default_factory=dict)
     delay: float = 0.0  # every DATA reply waits this long (a slow but healthy server)
     accepted: dict[str, list[bytes]] = field(default_factory=lambda: defaultdict(list))
+    accepted_at: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     envelope_from: list[str] = field(default_factory=list)
     data_count: int = 0
 
@@ -66,6 +68,7 @@ class FaultHandler:
         if self.delay:
             await asyncio.sleep(self.delay)
         self.accepted[rcpt].append(bytes(envelope.original_content or envelope.content))
+        self.accepted_at[rcpt].append(time.time())  # wall clock, comparable to the ledger's
         self.envelope_from.append(envelope.mail_from)
         return "250 2.0.0 OK queued"
 

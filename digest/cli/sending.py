@@ -18,8 +18,9 @@ import click
 from digest.cli.context import App, pass_app
 from digest.cli.output import echo_json, print_rows, progress
 from digest.deliveries import status as delivery_status
+from digest.errors import InvalidInput
 from digest.models import DeliveryState, Frequency
-from digest.pipeline import SendOptions, run_all, send_digest
+from digest.pipeline import SendOptions, join_send, run_all, send_digest
 from digest.report import RunReport
 
 __all__ = ["demo", "run", "send", "sink", "status"]
@@ -77,13 +78,23 @@ def _finish(report: RunReport, fmt: str) -> None:
 
 @click.command()
 @_send_options
+@click.option("--join", is_flag=True,
+              help="PostgreSQL only: an extra sender next to a running `digest send`. "
+                   "Plans nothing and takes no lock; sends due deliveries of existing "
+                   "editions (several machines can share one big edition).")
 @pass_app
 def send(app: App, date: dt.datetime | None, frequency: str, dry_run: bool,
-         retry_deferred: bool, fmt: str) -> None:
+         retry_deferred: bool, fmt: str, join: bool) -> None:
     """Plan today's edition and send it to every due reader.
 
     Running it again sends only what is still due: new readers, deferred deliveries whose retry
     time has come, and deliveries a crashed run left behind.
+
+    With --join (PostgreSQL), more processes, on this machine or others, help a running
+    `digest send` with a big edition: each claims batches of due deliveries that nobody else
+    holds, so no reader gets two copies. Start them once the planner has planned; they exit
+    when nothing is left to claim. A joiner that dies leaves its claims to the others after
+    DIGEST_CLAIM_TIMEOUT seconds (or to the next `digest send` at once).
 
     \b
     Examples:
@@ -91,12 +102,31 @@ def send(app: App, date: dt.datetime | None, frequency: str, dry_run: bool,
       digest send --dry-run
       digest send --frequency weekly --date 2026-11-30 --format json
       digest send --retry-deferred
+      digest send --join        # on a second machine, same DIGEST_DATABASE_URL
     """
     app.sessions  # noqa: B018 -- refuses early, with a hint, on an uninitialised database
+    if join:
+        _check_join(date, dry_run)
     with _bar() as bar:
-        report = send_digest(app.engine, app.settings,
-                             _options(date, frequency, dry_run, retry_deferred), progress=bar)
+        if join:
+            report = join_send(app.engine, app.settings,
+                               _options(None, frequency, False, retry_deferred), progress=bar)
+        else:
+            report = send_digest(app.engine, app.settings,
+                                 _options(date, frequency, dry_run, retry_deferred),
+                                 progress=bar)
     _finish(report, fmt)
+
+
+def _check_join(date: dt.datetime | None, dry_run: bool) -> None:
+    """A joiner sends whatever is due, of any edition: it has no date, and sends for real."""
+    ctx = click.get_current_context()
+    explicit = ctx.get_parameter_source("frequency") is not click.core.ParameterSource.DEFAULT
+    if date is not None or explicit or dry_run:
+        raise InvalidInput(
+            "--join cannot be combined with --date, --frequency or --dry-run.",
+            "a joiner sends the due deliveries of editions the planner created; give those "
+            "options to the planning `digest send` instead")
 
 
 @click.command()

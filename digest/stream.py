@@ -1,0 +1,217 @@
+"""One streaming send: claim -> compose -> render -> send -> record, just in time.
+
+Each SMTP worker, when its connection is free, pulls the next message; a batch of deliveries is
+claimed when the previous one is used up, and each reader's digest is composed (memoized for
+readers with the same inputs), rendered once per distinct digest and filled in per reader just
+in time. Each reply is recorded in small group commits. Memory stays flat whatever the number of
+readers: one claimed batch at most.
+
+Used by the planner (``digest send``/``run``, under the run lock) and by ``digest send --join``
+alike; the claimant name ``worker`` is unique per process (``digest.presence``), and the rows it
+holds are refreshed (``deliveries.heartbeat``) so that no other sender takes them as stale.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import signal
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.orm import Session
+
+from digest.compose import ArticleView, EditionView, ReaderView, compose
+from digest.deliveries import Claim, claim, edition_view_for, heartbeat, readers_for
+from digest.errors import InvalidInput
+from digest.ledger import Recorder
+from digest.render import RenderedDigest, Renderer
+from digest.send import Job, Outcome, Reply, SmtpPool
+from digest.settings import Settings
+from digest.views import candidate_articles
+
+if TYPE_CHECKING:
+    from digest.report import RunReport
+
+__all__ = ["Progress", "StreamingSend", "heartbeat_every", "load_candidates"]
+
+Progress = Callable[[int], None]
+_FLUSH_EVERY = 0.25  # seconds: results reach the database at least this often
+
+
+def heartbeat_every(claim_timeout: float) -> float:
+    """How often a sender refreshes its claims: several times per claim timeout, at least
+    once a minute, so a live sender's claims never look stale to another process."""
+    return max(min(claim_timeout / 4, 60.0), 0.05)
+
+
+def load_candidates(conn: Connection, edition: EditionView,
+                    lookback: dt.timedelta) -> list[ArticleView]:
+    """Every article any reader of ``edition`` could get (once per edition per run)."""
+    with Session(bind=conn) as session:
+        return candidate_articles(session, edition, lookback)
+
+
+class StreamingSend:
+    """One streaming send: workers pull jobs; each is claimed, composed and rendered just in
+    time, and its result recorded."""
+
+    def __init__(self, engine: Engine, settings: Settings, report: RunReport,
+                 tick: Progress | None, retry_deferred_before: dt.datetime | None,
+                 worker: str) -> None:
+        self.engine, self.settings, self.report, self.tick = engine, settings, report, tick
+        self.retry_before = retry_deferred_before
+        self.worker = worker
+        self.renderer = Renderer(settings)
+        self.recorder = Recorder(engine)
+        self.lookback = dt.timedelta(days=settings.max_lookback_days)
+        self.outstanding: dict[int, Claim] = {}  # claimed, no result yet
+        self.claims: deque[Claim] = deque()  # claimed, not yet handed to a worker
+        self.readers: dict[int, ReaderView] = {}  # of the current batch
+        self.inactive: set[int] = set()
+        self.exhausted = False
+        self.cursor = 0  # the highest delivery id claimed: pending rows below are all taken
+        self.queued: dict[int, tuple[dt.datetime, str, tuple[int, ...]]] = {}
+        self.editions: dict[int, tuple[EditionView, list[ArticleView]]] = {}
+        # Readers with the same topics, window and history get the same digest: compose and
+        # look it up once. (A pure function of these inputs; bounded below.)
+        self.memo: dict[tuple[object, ...], tuple[RenderedDigest, tuple[int, ...]] | None] = {}
+        self.batch = settings.batch_size
+        if settings.send_rate > 0:  # hold claims about a minute at most when rate-capped
+            self.batch = max(min(self.batch, int(settings.send_rate * 60)),
+                             settings.send_concurrency)
+        self.pool = SmtpPool(settings)
+
+    async def main(self) -> None:
+        flusher = asyncio.create_task(self._flush_often())
+        loop = asyncio.get_running_loop()
+        current = asyncio.current_task()
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            if current is not None:  # SIGTERM (systemd, kill) stops as cleanly as Ctrl-C
+                loop.add_signal_handler(signal.SIGTERM, current.cancel)
+        try:
+            await self.pool.run(self._next_job, self._on_result)
+        finally:
+            flusher.cancel()
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(signal.SIGTERM)
+            self._finish()
+
+    def _finish(self) -> None:
+        """Give back what was claimed and never attempted; commit every result."""
+        for waiting in self.outstanding.values():
+            self.recorder.release(waiting)
+        self.outstanding.clear()
+        self.recorder.flush()
+        self.report.take_counts(self.recorder.counts)
+        self.report.reconnects = self.pool.reconnects
+
+    async def _flush_often(self) -> None:
+        every = heartbeat_every(self.settings.claim_timeout)
+        last_beat = time.monotonic()
+        while True:
+            await asyncio.sleep(min(_FLUSH_EVERY, every))
+            self.recorder.flush()
+            if time.monotonic() - last_beat >= every:
+                last_beat = time.monotonic()
+                with self.engine.begin() as conn:
+                    heartbeat(conn, self.worker)
+
+    def _next_job(self) -> Job | None:
+        """The next message to send, claiming a new batch when this one is used up."""
+        while True:
+            if not self.claims and not self._claim_batch():
+                return None
+            c = self.claims.popleft()
+            job = self._prepare(c, self.readers.get(c.subscriber_id),
+                                c.subscriber_id in self.inactive)
+            if job is not None:
+                return job
+
+    def _claim_batch(self) -> bool:
+        if self.exhausted:
+            return False
+        with self.engine.begin() as conn:
+            batch = claim(conn, self.worker, self.batch,
+                          claim_timeout=self.settings.claim_timeout,
+                          retry_deferred_before=self.retry_before, after_id=self.cursor)
+            if not batch:
+                self.exhausted = True
+                return False
+            self.cursor = max(self.cursor, *(c.delivery_id for c in batch))
+            self.outstanding.update((c.delivery_id, c) for c in batch)
+            views = {c.edition_id: self._edition(conn, c.edition_id)[0] for c in batch}
+            since = min(v.cutoff for v in views.values()) - self.lookback
+            self.readers, self.inactive = readers_for(conn, [c.subscriber_id for c in batch],
+                                                      since)
+        self.claims.extend(batch)
+        return True
+
+    def _edition(self, conn: Connection, edition_id: int
+                 ) -> tuple[EditionView, list[ArticleView]]:
+        found = self.editions.get(edition_id)
+        if found is None:
+            view = edition_view_for(conn, edition_id, self.settings.timezone)
+            found = (view, load_candidates(conn, view, self.lookback))
+            self.editions[edition_id] = found
+        return found
+
+    def _digest_for(self, edition_id: int, reader: ReaderView
+                    ) -> tuple[RenderedDigest, tuple[int, ...]] | None:
+        key = (edition_id, reader.topics, reader.last_digest_at, reader.received_article_ids,
+               reader.plain_text_only)
+        if key in self.memo:
+            return self.memo[key]
+        edition, candidates = self.editions[edition_id]
+        digest = compose(candidates, reader, edition, max_items=self.settings.max_items,
+                         max_lookback=self.lookback)
+        found = None if digest is None else (self.renderer.render(digest),
+                                             tuple(a.id for a in digest.articles))
+        if len(self.memo) >= 4096:
+            self.memo.clear()
+        self.memo[key] = found
+        return found
+
+    def _prepare(self, c: Claim, reader: ReaderView | None, inactive: bool) -> Job | None:
+        """Compose and render one reader's message, or record why there is none."""
+        if reader is None or inactive:
+            self._resolved(c).skipped(c, "the subscriber is no longer active")
+            return None
+        found = self._digest_for(c.edition_id, reader)
+        if found is None:
+            self._resolved(c).skipped(c, "nothing new for this reader")
+            return None
+        rendered, article_ids = found
+        try:
+            out = rendered.message_for(reader)
+        except InvalidInput as exc:
+            self._resolved(c).failed(c, None, exc.message)
+            return None
+        self.queued[c.delivery_id] = (self.editions[c.edition_id][0].cutoff, out.message_id,
+                                      article_ids)
+        return Job(c.delivery_id, out.sender, out.recipient, out.data)
+
+    def _resolved(self, c: Claim) -> Recorder:
+        del self.outstanding[c.delivery_id]
+        if self.tick is not None:
+            self.tick(1)
+        return self.recorder
+
+    def _on_result(self, job: Job, reply: Reply) -> None:
+        c = self.outstanding[job.key]
+        cutoff, message_id, article_ids = self.queued.pop(job.key)
+        recorder = self._resolved(c)
+        if reply.outcome is Outcome.SENT:
+            recorder.sent(c, cutoff, message_id, reply.code, reply.line, article_ids)
+        elif reply.outcome is Outcome.DEFERRED:
+            recorder.deferred(c, reply.code, reply.line)
+        elif reply.outcome is Outcome.ABORT:
+            recorder.release(c, reply.code, reply.line)
+        else:
+            recorder.failed(c, reply.code, reply.line,
+                            bounce=reply.outcome is Outcome.FAILED_ADDRESS)
+
