@@ -96,7 +96,9 @@ class DbThread:
             with self._connection.begin():
                 return work(self._connection)
         except BaseException:
-            self._close()  # a broken connection is not reused: the next call opens another
+            # Not reused, not even through the pool: the next call opens a fresh connection.
+            self._connection.invalidate()
+            self._close()
             raise
 
     def _close(self) -> None:
