@@ -2,6 +2,7 @@
 
     python bench/send.py                 # 100,000 readers, plus a 10,000 run to compare RSS
     python bench/send.py -n 20000 --no-compare --concurrency 8
+    python bench/send.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
 
 A minimal SMTP responder runs in a separate process (raw asyncio: greeting, EHLO, MAIL, RCPT
 and DATA all answered, nothing parsed). Each measurement runs in a fresh child process so peak
@@ -9,8 +10,9 @@ RSS is its own:
 
 - **ceiling**: aiosmtplib sending one pre-built message of the same size as a real digest, N
   times, over the same number of connections (renewed after the same per-connection cap);
-- **end-to-end**: ``send_digest`` on a SQLite file (or ``--database-url``) with N active
-  readers: plan, claim, compose, render, send, record.
+- **end-to-end**: ``send_digest`` on a SQLite file (or, with ``--database-url``, in a schema
+  of its own in that PostgreSQL database) with N active readers: plan, claim, compose, render,
+  send, record.
 
 Prints msg/s for both, their ratio, and peak RSS; ``--json`` for one JSON object.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import multiprocessing
@@ -28,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -232,18 +236,45 @@ def _run_child(kind: str, n: int, database_url: str, port: int,
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
+@contextlib.contextmanager
+def _database(args: argparse.Namespace, n: int, folder: Path) -> Iterator[str]:
+    """A fresh SQLite file, or a schema of its own in the given PostgreSQL database (created
+    here and dropped afterwards, so the bench never touches anything else there)."""
+    if not args.database_url:
+        yield f"sqlite:///{folder / f'bench-{n}.db'}"
+        return
+    if not args.database_url.startswith("postgresql"):
+        yield args.database_url  # an empty database the caller made
+        return
+    from sqlalchemy import create_engine, text
+
+    schema = f"bench_send_{n}_{os.getpid()}"
+    admin = create_engine(args.database_url)
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in args.database_url else "?"
+    try:
+        yield f"{args.database_url}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
 def _measure(n: int, port: int, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
-    database_url = args.database_url or f"sqlite:///{folder / f'bench-{n}.db'}"
-    _seed(database_url, n)
-    ceiling = _run_child("ceiling", n, database_url, port, args)
-    e2e = _run_child("e2e", n, database_url, port, args)
+    with _database(args, n, folder) as database_url:
+        _seed(database_url, n)
+        ceiling = _run_child("ceiling", n, database_url, port, args)
+        e2e = _run_child("e2e", n, database_url, port, args)
     return {"n": n, "concurrency": args.concurrency, "ceiling": ceiling, "end_to_end": e2e,
-            "ratio": e2e["msg_per_s"] / ceiling["msg_per_s"]}
+            "ratio": e2e["msg_per_s"] / ceiling["msg_per_s"],
+            "database": database_url.split(":")[0]}
 
 
 def _line(result: dict[str, Any]) -> str:
     c, e = result["ceiling"], result["end_to_end"]
-    return (f"N={result['n']:>7,}  ceiling {c['msg_per_s']:7.0f} msg/s  "
+    return (f"{result['database']:<20} N={result['n']:>7,}  ceiling {c['msg_per_s']:7.0f} msg/s  "
             f"end-to-end {e['msg_per_s']:7.0f} msg/s  ratio {result['ratio']:.0%}  "
             f"CPU {c['cpu_share']:.0%}/{e['cpu_share']:.0%}  "
             f"peak RSS e2e {e['peak_rss_mb']:.0f} MB (ceiling {c['peak_rss_mb']:.0f} MB)  "
@@ -260,9 +291,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--max-per-connection", type=int, default=100)
-    parser.add_argument("--database-url", default=None,
-                        help="an empty database (PostgreSQL: an empty schema) instead of a "
-                             "fresh SQLite file; only with --no-compare")
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"),
+                        help="PostgreSQL: measure there, in a schema the bench creates and "
+                             "drops; other URLs: an empty database, only with --no-compare "
+                             "(default: a fresh SQLite file per run; env BENCH_DATABASE_URL)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--profile", action="store_true", help="cProfile the end-to-end child")
     parser.add_argument("--child", choices=["ceiling", "e2e"], help=argparse.SUPPRESS)

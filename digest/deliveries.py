@@ -16,7 +16,8 @@ Every statement here is set-based Core SQL, never one query per subscriber:
   (``digest send --join`` on another machine, say) ever takes a claim that is still being
   worked on.
 
-Results are written by ``digest.ledger.Recorder`` in small group commits. **In-flight bound:** a
+Results are written by ``digest.ledger.Recorder`` in small group commits (on PostgreSQL by a
+thread of their own, ``digest.offload``, whose gate keeps the same bound). **In-flight bound:** a
 crash (even SIGKILL) can resend at most the messages the server accepted whose result was not yet
 committed: at most ``GROUP_COMMIT`` buffered results plus one message per connection, i.e.
 ``GROUP_COMMIT + DIGEST_SEND_CONCURRENCY`` (54 with the defaults), always within

@@ -34,10 +34,11 @@ from digest.deliveries import (
 from digest.errors import ConfigError, DigestError
 from digest.lock import RunLock
 from digest.models import Frequency, utcnow
+from digest.offload import load_candidates
 from digest.presence import Presence
 from digest.report import RunReport
 from digest.settings import Settings
-from digest.stream import Progress, StreamingSend, load_candidates
+from digest.stream import Progress, StreamingSend
 
 __all__ = ["RunReport", "SendOptions", "check_ready", "join_send", "load_candidates", "run_all",
            "send_digest"]

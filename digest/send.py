@@ -39,7 +39,9 @@ __all__ = [
 ]
 
 Connect = Callable[[Settings], Awaitable[aiosmtplib.SMTP]]
-JobSource = Callable[[], "Job | None"]
+# A job at once, None when there is no more work, or an awaitable of either (the caller
+# waits for its database, say: the other workers keep sending meanwhile).
+JobSource = Callable[[], "Job | Awaitable[Job | None] | None"]
 
 
 class Outcome(enum.StrEnum):
@@ -168,8 +170,9 @@ class SmtpPool:
     async def run(self, next_job: JobSource, on_result: Callable[[Job, Reply], None]) -> None:
         """Send jobs until ``next_job`` returns None; raise if the run must stop.
 
-        Workers pull: ``next_job`` is called (synchronously) when a connection is free, so the
-        caller prepares a message just in time and never holds more than it needs. A job a
+        Workers pull: ``next_job`` is called when a connection is free, so the caller prepares
+        a message just in time and never holds more than it needs; it may hand back an
+        awaitable when the message is not ready yet. A job a
         worker took but never attempted (after an abort) gets no result: the caller still holds
         its claim and gives it back.
         """
@@ -223,6 +226,10 @@ class SmtpPool:
             while self.error is None:
                 try:
                     job = next_job()
+                    if job is not None and not isinstance(job, Job):
+                        job = await job
+                except asyncio.CancelledError:
+                    raise
                 except BaseException as exc:  # e.g. the database went away: stop
                     self.stop(exc)
                     raise

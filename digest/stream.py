@@ -1,10 +1,12 @@
 """One streaming send: claim -> compose -> render -> send -> record, just in time.
 
-Each SMTP worker, when its connection is free, pulls the next message; a batch of deliveries is
-claimed when the previous one is used up, and each reader's digest is composed (memoized for
-readers with the same inputs), rendered once per distinct digest and filled in per reader just
-in time. Each reply is recorded in small group commits. Memory stays flat whatever the number of
-readers: one claimed batch at most.
+Each SMTP worker, when its connection is free, pulls the next message. Deliveries are claimed
+a batch at a time, one batch ahead, and each reader's digest is composed (memoized for readers
+with the same inputs), rendered once per distinct digest and filled in per reader just in time.
+Each reply is recorded, and written in small group commits. The database work (claims, reader
+loads, result writes, heartbeats) runs on two threads of its own (``digest.offload``), so the
+event loop never waits on the database. Memory stays flat whatever the number of readers: two
+claimed batches at most.
 
 Used by the planner (``digest send``/``run``, under the run lock) and by ``digest send --join``
 alike; the claimant name ``worker`` is unique per process (``digest.presence``), and the rows it
@@ -19,20 +21,19 @@ import datetime as dt
 import signal
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Engine
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine
 
 from digest.compose import ArticleView, EditionView, ReaderView, compose
-from digest.deliveries import Claim, claim, edition_view_for, heartbeat, readers_for
+from digest.deliveries import Claim
 from digest.errors import InvalidInput
 from digest.ledger import Recorder
+from digest.offload import ClaimedBatch, ClaimFeeder, DbThread, LedgerWriter, load_candidates
 from digest.render import RenderedDigest, Renderer
 from digest.send import Job, Outcome, Reply, SmtpPool
 from digest.settings import Settings
-from digest.views import candidate_articles
 
 if TYPE_CHECKING:
     from digest.report import RunReport
@@ -49,13 +50,6 @@ def heartbeat_every(claim_timeout: float) -> float:
     return max(min(claim_timeout / 4, 60.0), 0.05)
 
 
-def load_candidates(conn: Connection, edition: EditionView,
-                    lookback: dt.timedelta) -> list[ArticleView]:
-    """Every article any reader of ``edition`` could get (once per edition per run)."""
-    with Session(bind=conn) as session:
-        return candidate_articles(session, edition, lookback)
-
-
 class StreamingSend:
     """One streaming send: workers pull jobs; each is claimed, composed and rendered just in
     time, and its result recorded."""
@@ -63,28 +57,28 @@ class StreamingSend:
     def __init__(self, engine: Engine, settings: Settings, report: RunReport,
                  tick: Progress | None, retry_deferred_before: dt.datetime | None,
                  worker: str) -> None:
-        self.engine, self.settings, self.report, self.tick = engine, settings, report, tick
-        self.retry_before = retry_deferred_before
-        self.worker = worker
+        self.settings, self.report, self.tick = settings, report, tick
         self.renderer = Renderer(settings)
-        self.recorder = Recorder(engine)
         self.lookback = dt.timedelta(days=settings.max_lookback_days)
+        self.pool = SmtpPool(settings)
+        batch = settings.batch_size
+        if settings.send_rate > 0:  # rate-capped: hold claims (two batches) a minute at most
+            batch = max(min(batch, int(settings.send_rate * 30)), settings.send_concurrency)
+        self.threads = DbThread.for_sending(engine)
+        self.feeder = ClaimFeeder(self.threads[0], settings, worker, batch,
+                                  retry_deferred_before)
+        self.ledger = LedgerWriter(self.threads[1], worker, self.pool.stop)
+        self.recorder = self.ledger.recorder
         self.outstanding: dict[int, Claim] = {}  # claimed, no result yet
         self.claims: deque[Claim] = deque()  # claimed, not yet handed to a worker
         self.readers: dict[int, ReaderView] = {}  # of the current batch
         self.inactive: set[int] = set()
-        self.exhausted = False
-        self.cursor = 0  # the highest delivery id claimed: pending rows below are all taken
+        self.refill = asyncio.Lock()  # one worker waits for the next batch; the others queue
         self.queued: dict[int, tuple[dt.datetime, str, tuple[int, ...]]] = {}
         self.editions: dict[int, tuple[EditionView, list[ArticleView]]] = {}
         # Readers with the same topics, window and history get the same digest: compose and
         # look it up once. (A pure function of these inputs; bounded below.)
         self.memo: dict[tuple[object, ...], tuple[RenderedDigest, tuple[int, ...]] | None] = {}
-        self.batch = settings.batch_size
-        if settings.send_rate > 0:  # hold claims about a minute at most when rate-capped
-            self.batch = max(min(self.batch, int(settings.send_rate * 60)),
-                             settings.send_concurrency)
-        self.pool = SmtpPool(settings)
 
     async def main(self) -> None:
         flusher = asyncio.create_task(self._flush_often())
@@ -102,63 +96,74 @@ class StreamingSend:
             self._finish()
 
     def _finish(self) -> None:
-        """Give back what was claimed and never attempted; commit every result."""
-        for waiting in self.outstanding.values():
-            self.recorder.release(waiting)
-        self.outstanding.clear()
-        self.recorder.flush()
-        self.report.take_counts(self.recorder.counts)
-        self.report.reconnects = self.pool.reconnects
+        """Give back what was claimed and never attempted; commit every result. (Blocking
+        waits on the two threads: the sending is over.)"""
+        try:
+            leftover = self.feeder.close()
+            if leftover is not None:
+                self.outstanding.update((c.delivery_id, c) for c in leftover.claims)
+            for waiting in self.outstanding.values():
+                self.recorder.release(waiting)
+            self.outstanding.clear()
+        finally:
+            self.report.take_counts(self.recorder.counts)
+            self.report.reconnects = self.pool.reconnects
+            try:
+                self.ledger.close()
+            finally:
+                for thread in dict.fromkeys(self.threads):  # once each, even when shared
+                    thread.close()
 
     async def _flush_often(self) -> None:
         every = heartbeat_every(self.settings.claim_timeout)
         last_beat = time.monotonic()
         while True:
             await asyncio.sleep(min(_FLUSH_EVERY, every))
-            self.recorder.flush()
+            self.ledger.flush_soon()
             if time.monotonic() - last_beat >= every:
                 last_beat = time.monotonic()
-                with self.engine.begin() as conn:
-                    heartbeat(conn, self.worker)
+                self.ledger.beat()
 
-    def _next_job(self) -> Job | None:
-        """The next message to send, claiming a new batch when this one is used up."""
-        while True:
-            if not self.claims and not self._claim_batch():
+    def _next_job(self) -> Job | Awaitable[Job | None] | None:
+        """The next message to send: at once when it is at hand, else a coroutine that waits
+        for room in the ledger (the crash bound) or for the next batch."""
+        if self.ledger.uncommitted < self.ledger.gate:
+            job = self._from_batch()
+            if job is not None:
+                return job
+            if self.feeder.exhausted:
                 return None
+        return self._next_job_slow()
+
+    async def _next_job_slow(self) -> Job | None:
+        while True:
+            await self.ledger.room()
+            job = self._from_batch()  # nothing awaited since room(): the bound holds
+            if job is not None:
+                return job
+            if self.feeder.exhausted:
+                return None
+            async with self.refill:
+                if not self.claims:  # else another worker refilled while we queued
+                    batch = await self.feeder.next()
+                    if batch is None:
+                        return None
+                    self._take(batch)
+
+    def _from_batch(self) -> Job | None:
+        while self.claims:
             c = self.claims.popleft()
             job = self._prepare(c, self.readers.get(c.subscriber_id),
                                 c.subscriber_id in self.inactive)
             if job is not None:
                 return job
+        return None
 
-    def _claim_batch(self) -> bool:
-        if self.exhausted:
-            return False
-        with self.engine.begin() as conn:
-            batch = claim(conn, self.worker, self.batch,
-                          claim_timeout=self.settings.claim_timeout,
-                          retry_deferred_before=self.retry_before, after_id=self.cursor)
-            if not batch:
-                self.exhausted = True
-                return False
-            self.cursor = max(self.cursor, *(c.delivery_id for c in batch))
-            self.outstanding.update((c.delivery_id, c) for c in batch)
-            views = {c.edition_id: self._edition(conn, c.edition_id)[0] for c in batch}
-            since = min(v.cutoff for v in views.values()) - self.lookback
-            self.readers, self.inactive = readers_for(conn, [c.subscriber_id for c in batch],
-                                                      since)
-        self.claims.extend(batch)
-        return True
-
-    def _edition(self, conn: Connection, edition_id: int
-                 ) -> tuple[EditionView, list[ArticleView]]:
-        found = self.editions.get(edition_id)
-        if found is None:
-            view = edition_view_for(conn, edition_id, self.settings.timezone)
-            found = (view, load_candidates(conn, view, self.lookback))
-            self.editions[edition_id] = found
-        return found
+    def _take(self, batch: ClaimedBatch) -> None:
+        self.outstanding.update((c.delivery_id, c) for c in batch.claims)
+        self.editions.update(batch.editions)
+        self.readers, self.inactive = batch.readers, batch.inactive
+        self.claims.extend(batch.claims)
 
     def _digest_for(self, edition_id: int, reader: ReaderView
                     ) -> tuple[RenderedDigest, tuple[int, ...]] | None:
