@@ -149,10 +149,10 @@ def _sample_message(settings: Any) -> bytes:
     """A real digest's bytes: what the ceiling sends N times."""
     from digest.compose import EditionView, compose
     from digest.db import make_engine
-    from digest.deliveries import readers_for
     from digest.models import Frequency, utcnow
     from digest.pipeline import load_candidates
     from digest.render import Renderer
+    from digest.views import readers_for
 
     engine = make_engine(settings.database_url)
     with engine.connect() as conn:

@@ -28,11 +28,9 @@ claimed again. A resent copy has the same Message-ID, so most mailbox providers 
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     JSON,
@@ -50,7 +48,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from digest.compose import EditionView, ReaderView, edition_cutoff
 from digest.models import (
     Delivery,
     DeliveryState,
@@ -66,11 +63,9 @@ __all__ = [
     "Claim",
     "claim",
     "due_count",
-    "edition_view_for",
     "ensure_edition",
     "heartbeat",
     "plan",
-    "readers_for",
     "reclaim_orphans",
     "release",
     "set_edition_articles",
@@ -111,13 +106,6 @@ def ensure_edition(conn: Connection, frequency: Frequency, date: dt.date,
                                                 E.c.date == date)), False  # type: ignore[return-value]
     assert new_id is not None
     return new_id, True
-
-
-def edition_view_for(conn: Connection, edition_id: int, tz: ZoneInfo) -> EditionView:
-    row = conn.execute(select(E.c.frequency, E.c.date, E.c.created_at)
-                       .where(E.c.id == edition_id)).one()
-    return EditionView(edition_id, Frequency(row.frequency), row.date,
-                       edition_cutoff(row.date, tz, row.created_at))
 
 
 def set_edition_articles(conn: Connection, edition_id: int, article_ids: Sequence[int]) -> None:
@@ -246,32 +234,6 @@ def release(conn: Connection, delivery_ids: Sequence[int]) -> int:
                               .values(state=DeliveryState.PENDING, claimed_by=None,
                                       claimed_at=None, next_attempt_at=None)).rowcount
     return total
-
-
-def readers_for(conn: Connection, subscriber_ids: Sequence[int], since: dt.datetime,
-                ) -> tuple[dict[int, ReaderView], set[int]]:
-    """Reader views for a batch (plain Core rows, no ORM objects), with the articles each was
-    sent after ``since``; and the ids of those no longer active (to be skipped)."""
-    received: dict[int, set[int]] = defaultdict(set)
-    # Only sent rows have a sent_at. No condition on state, on purpose: SQLite would pick the
-    # state index and walk every sent row of the edition for each batch.
-    for sid, article_ids in conn.execute(
-            select(D.c.subscriber_id, D.c.article_ids)
-            .where(D.c.subscriber_id.in_(subscriber_ids), D.c.sent_at > since)):
-        received[sid].update(article_ids or ())
-    readers: dict[int, ReaderView] = {}
-    inactive: set[int] = set()
-    for row in conn.execute(select(S.c.id, S.c.email, S.c.name, S.c.topics, S.c.frequency,
-                                   S.c.plain_text_only, S.c.last_digest_at, S.c.status)
-                            .where(S.c.id.in_(subscriber_ids))):
-        if row.status != SubscriberStatus.ACTIVE:
-            inactive.add(row.id)
-        readers[row.id] = ReaderView(
-            subscriber_id=row.id, email=row.email, name=row.name,
-            topics=frozenset(row.topics or ()), frequency=row.frequency,
-            plain_text_only=row.plain_text_only, last_digest_at=row.last_digest_at,
-            received_article_ids=frozenset(received.get(row.id, ())))
-    return readers, inactive
 
 
 def status(conn: Connection, limit: int = 30) -> list[dict[str, Any]]:

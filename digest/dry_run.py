@@ -13,7 +13,6 @@ from typing import cast
 from sqlalchemy import Engine, Table, and_, exists, select
 
 from digest.compose import EditionView, compose, edition_cutoff
-from digest.deliveries import edition_view_for, readers_for
 from digest.models import (
     Delivery,
     DeliveryState,
@@ -26,6 +25,7 @@ from digest.models import (
 from digest.render import Renderer
 from digest.report import RunReport
 from digest.settings import Settings
+from digest.views import edition_view_for, readers_for
 
 __all__ = ["dry_run"]
 

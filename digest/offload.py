@@ -41,13 +41,11 @@ from digest.deliveries import (
     GROUP_COMMIT,
     Claim,
     claim,
-    edition_view_for,
     heartbeat,
-    readers_for,
 )
 from digest.ledger import Recorder, Results
 from digest.settings import Settings
-from digest.views import candidate_articles
+from digest.views import candidate_articles, edition_view_for, readers_for
 
 __all__ = ["FLUSH_AT", "ClaimFeeder", "ClaimedBatch", "DbThread", "LedgerWriter",
            "load_candidates"]

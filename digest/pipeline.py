@@ -25,7 +25,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest.compose import edition_selection
 from digest.deliveries import (
     due_count,
-    edition_view_for,
     ensure_edition,
     plan,
     reclaim_orphans,
@@ -39,6 +38,7 @@ from digest.presence import Presence
 from digest.report import RunReport
 from digest.settings import Settings
 from digest.stream import Progress, StreamingSend
+from digest.views import edition_view_for
 
 __all__ = ["RunReport", "SendOptions", "check_ready", "join_send", "load_candidates", "run_all",
            "send_digest"]

@@ -14,7 +14,6 @@ from digest.deliveries import (
     due_count,
     ensure_edition,
     plan,
-    readers_for,
     reclaim_orphans,
     release,
     status,
@@ -29,6 +28,7 @@ from digest.models import (
     utcnow,
 )
 from digest.subscribers import add_subscriber, is_suppressed
+from digest.views import readers_for
 
 DAY = dt.date(2026, 11, 27)
 

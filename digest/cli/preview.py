@@ -21,7 +21,7 @@ from digest.errors import DigestError, InvalidInput
 from digest.models import Edition, Frequency, SubscriberStatus, utcnow
 from digest.render import Renderer
 from digest.subscribers import get_subscriber
-from digest.views import candidate_articles, edition_view, reader_views
+from digest.views import candidate_articles, edition_view_for, readers_for
 
 __all__ = ["SAMPLE_READER", "preview"]
 
@@ -66,11 +66,12 @@ def preview(app: App, email: str | None, day: dt.datetime | None, frequency: str
                 click.echo(f"Note: {subscriber.email} is {subscriber.status.value}; "
                            "a real run would not send to them.", err=True)
             since = edition_cutoff(date, tz, now) - lookback - dt.timedelta(days=1)
-            reader = reader_views(session, [subscriber], since)[subscriber.id]
+            readers, _ = readers_for(session.connection(), [subscriber.id], since)
+            reader = readers[subscriber.id]
         chosen = Frequency(frequency) if frequency else reader.frequency
         stored = session.scalar(select(Edition).where(Edition.frequency == chosen,
                                                       Edition.date == date))
-        edition = (edition_view(stored, tz) if stored is not None
+        edition = (edition_view_for(session.connection(), stored.id, tz) if stored is not None
                    else EditionView(0, chosen, date, edition_cutoff(date, tz, now)))
         articles = candidate_articles(session, edition, lookback)
     finally:
