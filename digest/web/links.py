@@ -12,6 +12,7 @@ token, any body (urlencoded, multipart or none), always 200 with a page, never a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -79,23 +80,14 @@ def origin_of(request: Request, source: str, detail: str) -> Origin:
     return Origin(source, ip, request.headers.get("user-agent"), detail)
 
 
-def _confirm(sessions: sessionmaker[Session], subscriber_id: int,
-             origin: Origin) -> ReaderView | None:
+def _apply(sessions: sessionmaker[Session], subscriber_id: int, origin: Origin,
+           action: Callable[[Session, Subscriber, Origin], bool]) -> ReaderView | None:
+    """Run one idempotent lifecycle step (confirm, unsubscribe) in its own transaction."""
     with sessions.begin() as session:
         sub = session.get(Subscriber, subscriber_id)
         if sub is None:
             return None
-        confirm(session, sub, origin)
-        return _view(sub)
-
-
-def _unsubscribe(sessions: sessionmaker[Session], subscriber_id: int,
-                 origin: Origin) -> ReaderView | None:
-    with sessions.begin() as session:
-        sub = session.get(Subscriber, subscriber_id)
-        if sub is None:
-            return None
-        unsubscribe(session, sub, origin)
+        action(session, sub, origin)
         return _view(sub)
 
 
@@ -120,8 +112,8 @@ async def confirm_page(request: Request) -> Response:
 async def confirm_post(request: Request) -> Response:
     ctx = web_context(request)
     subscriber_id = reader_id(ctx, Purpose.CONFIRM, request.path_params["token"])
-    view = await ctx.db(_confirm, ctx.sessions, subscriber_id,
-                        origin_of(request, "web", "confirmation page"))
+    view = await ctx.db(_apply, ctx.sessions, subscriber_id,
+                        origin_of(request, "web", "confirmation page"), confirm)
     if view is None or view.status is not SubscriberStatus.ACTIVE:
         raise HTTPException(400, BAD_LINK)
     return _confirmed_page(ctx, view)
@@ -152,7 +144,7 @@ async def unsubscribe_post(request: Request) -> Response:
         one_click = False
     origin = (origin_of(request, "one-click", "List-Unsubscribe=One-Click") if one_click
               else origin_of(request, "web", "unsubscribe page"))
-    view = await ctx.db(_unsubscribe, ctx.sessions, subscriber_id, origin)
+    view = await ctx.db(_apply, ctx.sessions, subscriber_id, origin, unsubscribe)
     if view is None:
         raise HTTPException(400, BAD_LINK)
     return _unsubscribed_page(ctx, view)
