@@ -6,8 +6,6 @@ the file; PostgreSQL gets pre-ping so a long-lived web process survives a server
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,19 +19,13 @@ from digest.errors import ConfigError
 
 __all__ = [
     "alembic_config",
-    "is_sqlite",
     "make_engine",
     "make_sessionmaker",
     "needs_upgrade",
-    "session_scope",
     "upgrade",
 ]
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-
-
-def is_sqlite(engine: Engine) -> bool:
-    return engine.dialect.name == "sqlite"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -66,18 +58,6 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     # expire_on_commit=False: objects stay readable after commit (CLI output, tests).
     return sessionmaker(engine, expire_on_commit=False)
-
-
-@contextmanager
-def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """A session that commits on success and rolls back on error."""
-    with factory() as session:
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
 
 
 def alembic_config(engine: Engine) -> Config:
