@@ -18,10 +18,10 @@ from pathlib import Path
 
 import feedparser
 
-from digest.db import make_engine, make_sessionmaker, upgrade
-from digest.feed_parse import FeedRejected, parse_feed
-from digest.feeds import add_feed, fetch_all
-from digest.settings import Settings
+from digest.articles.feeds import add_feed, fetch_all
+from digest.articles.parse import FeedRejected, parse_feed
+from digest.config.settings import Settings
+from digest.store.engine import make_engine, make_sessionmaker, upgrade
 from tests.feed_server import Route, running_server
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import httpx
 
-from digest.settings import Settings, SmtpSecurity
-from digest.tokens import Purpose, make_token
+from digest.config.settings import Settings, SmtpSecurity
+from digest.render.tokens import Purpose, make_token
 from digest.web.security import RateLimiter
 from tests.conftest import SECRET, free_port
 from tests.web_support import add_reader, run_server

@@ -19,9 +19,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from digest.compose import ArticleView, Digest, EditionView, ReaderView
-from digest.models import Frequency
-from digest.render import Renderer
-from digest.settings import Settings
+from digest.config.settings import Settings
+from digest.render.message import Renderer
+from digest.store.models import Frequency
 
 CUTOFF = dt.datetime(2026, 11, 28, 5, 0, tzinfo=dt.UTC)
 TEXT = "Consiliul Județean Argeș a aprobat miercuri bugetul pentru drumurile din zonă. " * 20

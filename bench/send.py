@@ -94,7 +94,7 @@ def _serve(port: int, ready: Any) -> None:
 # --- the database ---------------------------------------------------------------------------
 
 def _settings(database_url: str, port: int, args: argparse.Namespace) -> Any:
-    from digest.settings import Settings, SmtpSecurity
+    from digest.config.settings import Settings, SmtpSecurity
 
     return Settings(
         database_url=database_url, site_name="Știri de Argeș", site_url="https://stiri.example.ro",
@@ -110,8 +110,8 @@ def _seed(database_url: str, n: int) -> None:
     """N active readers (a few topic mixes, so a few distinct digests) and 8 articles."""
     from sqlalchemy import insert
 
-    from digest.db import make_engine, upgrade
-    from digest.models import Article, Subscriber, SubscriberStatus, utcnow
+    from digest.store.engine import make_engine, upgrade
+    from digest.store.models import Article, Subscriber, SubscriberStatus, utcnow
 
     engine = make_engine(database_url)
     upgrade(engine)
@@ -148,11 +148,11 @@ def _cpu_s() -> float:
 def _sample_message(settings: Any) -> bytes:
     """A real digest's bytes: what the ceiling sends N times."""
     from digest.compose import EditionView, compose
-    from digest.db import make_engine
-    from digest.models import Frequency, utcnow
-    from digest.pipeline import load_candidates
-    from digest.render import Renderer
-    from digest.views import readers_for
+    from digest.delivery.snapshots import readers_for
+    from digest.render.message import Renderer
+    from digest.run.commands import load_candidates
+    from digest.store.engine import make_engine
+    from digest.store.models import Frequency, utcnow
 
     engine = make_engine(settings.database_url)
     with engine.connect() as conn:
@@ -169,7 +169,7 @@ def _sample_message(settings: Any) -> bytes:
 def _ceiling(settings: Any, n: int) -> dict[str, Any]:
     import aiosmtplib
 
-    from digest.smtp import open_connection
+    from digest.transport.connection import open_connection
 
     message = _sample_message(settings)
     remaining = n
@@ -203,8 +203,8 @@ def _ceiling(settings: Any, n: int) -> dict[str, Any]:
 
 
 def _end_to_end(settings: Any, n: int) -> dict[str, Any]:
-    from digest.db import make_engine
-    from digest.pipeline import send_digest
+    from digest.run.commands import send_digest
+    from digest.store.engine import make_engine
 
     engine = make_engine(settings.database_url)
     cpu = _cpu_s()
@@ -303,7 +303,7 @@ def main() -> None:
     if args.child:
         _child(args)
         return
-    from digest.sink import free_port
+    from digest.transport.sink import free_port
 
     port = free_port()
     ready = multiprocessing.Event()

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from digest.models import Frequency
+from digest.store.models import Frequency
 
 __all__ = [
     "ArticleView",

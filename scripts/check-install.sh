@@ -17,7 +17,7 @@ second="$("$work/venv/bin/digest" subscribers import people.csv)"
 echo "$second"
 [[ "$second" == "imported 0, updated 0, unchanged 2, invalid 0, suppressed 0" ]]
 "$work/venv/bin/digest" subscribers export | grep -q "Ștefan Mureșan"
-"$work/venv/bin/python" -c "import digest.templating as t; assert (t.BUILTIN_TEMPLATES / 'email' / 'digest.html.j2').is_file()"
+"$work/venv/bin/python" -c "import digest.render.environment as t; assert (t.BUILTIN_TEMPLATES / 'email' / 'digest.html.j2').is_file()"
 # The README's first command, as written, in another empty folder.
 mkdir ../demo && cd ../demo
 "$work/venv/bin/digest" demo | tee demo.log

@@ -20,8 +20,8 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.db import make_engine, make_sessionmaker, upgrade
-from digest.settings import Settings, SmtpSecurity
+from digest.config.settings import Settings, SmtpSecurity
+from digest.store.engine import make_engine, make_sessionmaker, upgrade
 
 PG_URL = os.environ.get("DIGEST_TEST_DATABASE_URL")
 SECRET = "test-secret-key-0123456789abcdef"

@@ -11,7 +11,7 @@ from email.message import EmailMessage
 from html.parser import HTMLParser
 
 from digest.compose import ArticleView, Digest, EditionView, ReaderView
-from digest.models import Frequency
+from digest.store.models import Frequency
 
 __all__ = [
     "CUTOFF",

@@ -6,8 +6,8 @@ import datetime as dt
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.models import Article, Frequency, SubscriberStatus, utcnow
-from digest.subscribers import add_subscriber
+from digest.readers.lifecycle import add_subscriber
+from digest.store.models import Article, Frequency, SubscriberStatus, utcnow
 
 TITLES = [
     ("Podul de la Golești se redeschide după reparații", ["local"]),

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.article_io import import_articles, parse_datetime
-from digest.articles import (
+from digest.articles.json_import import import_articles, parse_datetime
+from digest.articles.store import (
     ArticleData,
     Change,
     canonical_url,
@@ -22,8 +22,8 @@ from digest.articles import (
     upsert_article,
 )
 from digest.cli import main
-from digest.models import Article
-from digest.settings import Settings
+from digest.config.settings import Settings
+from digest.store.models import Article
 from tests.conftest import cli_env
 
 UTC = dt.UTC

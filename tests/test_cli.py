@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from digest.cli import main
-from digest.settings import Settings
+from digest.config.settings import Settings
 from tests.conftest import cli_env
 
 

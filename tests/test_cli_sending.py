@@ -18,12 +18,12 @@ from click.testing import CliRunner
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from digest.articles.feeds import add_feed
 from digest.cli import main
-from digest.deliveries import GROUP_COMMIT
-from digest.feeds import add_feed
-from digest.lock import RunLock
-from digest.models import Delivery, DeliveryState, Feed
-from digest.settings import Settings
+from digest.config.settings import Settings
+from digest.delivery.plan import GROUP_COMMIT
+from digest.delivery.run_lock import RunLock
+from digest.store.models import Delivery, DeliveryState, Feed
 from tests.conftest import SmtpServer, cli_env, free_port
 from tests.sending_data import add_articles, add_others, add_readers
 from tests.smtp_faults import FaultHandler, fault_server

@@ -13,7 +13,7 @@ from digest.compose import (
     edition_cutoff,
     edition_selection,
 )
-from digest.models import Frequency
+from digest.store.models import Frequency
 
 BUCHAREST = ZoneInfo("Europe/Bucharest")
 CUTOFF = dt.datetime(2026, 11, 28, 5, 0, tzinfo=dt.UTC)  # 07:00 in Bucharest

@@ -9,9 +9,9 @@ import email.policy
 from dataclasses import replace
 from email.message import EmailMessage
 
-from digest.confirmation import build_confirmation, confirm_url, send_confirmation
-from digest.settings import Settings
-from digest.tokens import Purpose, read_token
+from digest.config.settings import Settings
+from digest.render.tokens import Purpose, read_token
+from digest.web.confirmation import build_confirmation, confirm_url, send_confirmation
 from tests.conftest import SECRET, SmtpServer
 
 NOW = dt.datetime(2025, 3, 4, 5, 6, 7, tzinfo=dt.UTC)

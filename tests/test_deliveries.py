@@ -9,7 +9,7 @@ import threading
 from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.deliveries import (
+from digest.delivery.plan import (
     claim,
     due_count,
     ensure_edition,
@@ -18,8 +18,10 @@ from digest.deliveries import (
     release,
     status,
 )
-from digest.ledger import MAX_ATTEMPTS, Recorder, backoff
-from digest.models import (
+from digest.delivery.results import MAX_ATTEMPTS, Recorder, backoff
+from digest.delivery.snapshots import readers_for
+from digest.readers.lifecycle import add_subscriber, is_suppressed
+from digest.store.models import (
     Delivery,
     DeliveryState,
     Frequency,
@@ -27,8 +29,6 @@ from digest.models import (
     SubscriberStatus,
     utcnow,
 )
-from digest.subscribers import add_subscriber, is_suppressed
-from digest.views import readers_for
 
 DAY = dt.date(2026, 11, 27)
 

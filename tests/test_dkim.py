@@ -20,11 +20,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from dkim.canonicalization import Relaxed
 
-from digest.dkim_sign import SIGNED_HEADERS, DkimSigner, relaxed_body, relaxed_header
-from digest.errors import ConfigError
-from digest.render import Renderer
-from digest.settings import Settings
-from digest.smtp import send_one
+from digest.config.errors import ConfigError
+from digest.config.settings import Settings
+from digest.render.dkim import SIGNED_HEADERS, DkimSigner, relaxed_body, relaxed_header
+from digest.render.message import Renderer
+from digest.transport.connection import send_one
 from tests.conftest import SmtpServer
 from tests.mailcheck import STEFAN, assert_checklist, sample_digest
 

@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 
 from digest.cli import main
-from digest.models import SubscriberStatus
-from digest.settings import Settings
-from digest.subscribers import find_subscriber
+from digest.config.settings import Settings
+from digest.readers.lifecycle import find_subscriber
+from digest.store.models import SubscriberStatus
 from tests.conftest import SmtpServer, cli_env
 from tests.web_support import LiveServer, add_reader, link_in, run_server, wait_for_mail
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import digest.settings
-from digest.settings import load_settings
+import digest.config.settings
+from digest.config.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_every_setting_is_in_env_example_with_a_comment() -> None:
-    source = Path(digest.settings.__file__).read_text(encoding="utf-8")
+    source = Path(digest.config.settings.__file__).read_text(encoding="utf-8")
     read = set(re.findall(r'"(DIGEST_[A-Z_0-9]+)"', source))
     lines = (ROOT / ".env.example").read_text(encoding="utf-8").splitlines()
     documented = {ln.split("=", 1)[0] for ln in lines if ln.startswith("DIGEST_")}

@@ -16,11 +16,11 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from digest.articles.feeds import add_feed, fetch_all, remove_feed
+from digest.articles.parse import FeedRejected, parse_feed
 from digest.cli import main
-from digest.feed_parse import FeedRejected, parse_feed
-from digest.feeds import add_feed, fetch_all, remove_feed
-from digest.models import Article, Feed, utcnow
-from digest.settings import Settings
+from digest.config.settings import Settings
+from digest.store.models import Article, Feed, utcnow
 from tests.conftest import cli_env, free_port
 from tests.feed_server import DATA, FeedServer, Route, running_server
 

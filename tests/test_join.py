@@ -22,7 +22,8 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.cli import main
-from digest.deliveries import (
+from digest.config.settings import Settings
+from digest.delivery.plan import (
     GROUP_COMMIT,
     claim,
     ensure_edition,
@@ -31,9 +32,8 @@ from digest.deliveries import (
     reclaim_orphans,
     release,
 )
-from digest.models import Delivery, DeliveryState, Frequency, Subscriber, utcnow
-from digest.presence import Presence
-from digest.settings import Settings
+from digest.delivery.presence import Presence
+from digest.store.models import Delivery, DeliveryState, Frequency, Subscriber, utcnow
 from tests.conftest import PG_URL, cli_env
 from tests.sending_data import add_articles, add_readers
 from tests.smtp_faults import FaultHandler, fault_server

@@ -11,16 +11,16 @@ import textwrap
 import pytest
 from sqlalchemy import Engine
 
-from digest.errors import LockHeld
-from digest.lock import RunLock, lock_path
-from digest.settings import Settings
+from digest.config.errors import LockHeld
+from digest.config.settings import Settings
+from digest.delivery.run_lock import RunLock, lock_path
 
 HOLDER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from digest.db import make_engine
-    from digest.lock import RunLock
-    from digest.settings import Settings
+    from digest.store.engine import make_engine
+    from digest.delivery.run_lock import RunLock
+    from digest.config.settings import Settings
     engine = make_engine(sys.argv[1])
     with RunLock(engine, Settings(database_url=sys.argv[1], lock_dir=Path(sys.argv[2]))):
         print("locked", flush=True)

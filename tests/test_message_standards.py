@@ -12,11 +12,11 @@ from email.message import EmailMessage
 import pytest
 
 from digest.compose import Digest, ReaderView, compose
-from digest.errors import InvalidInput
-from digest.render import Renderer, installation_tag, message_id_for
-from digest.settings import Settings
-from digest.smtp import send_one
-from digest.tokens import Purpose, make_token, read_token
+from digest.config.errors import InvalidInput
+from digest.config.settings import Settings
+from digest.render.message import Renderer, installation_tag, message_id_for
+from digest.render.tokens import Purpose, make_token, read_token
+from digest.transport.connection import send_one
 from tests.conftest import SmtpServer
 from tests.mailcheck import (
     EDITION,

@@ -6,8 +6,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect
 
-from digest.db import needs_upgrade, upgrade
-from digest.models import Base
+from digest.store.engine import needs_upgrade, upgrade
+from digest.store.models import Base
 
 
 def test_upgrade_head_matches_the_models(engine: Engine) -> None:

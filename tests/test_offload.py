@@ -1,4 +1,4 @@
-"""The database work of a send on its own threads (``digest.offload``), on a real database:
+"""The database work of a send on its own threads (``digest.run.offload``), on a real database:
 the gate that keeps the crash bound, claims one batch ahead, and a write that fails."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.deliveries import GROUP_COMMIT, Claim, claim, ensure_edition, plan
-from digest.models import Delivery, DeliveryState, Frequency
-from digest.offload import ClaimFeeder, DbThread, LedgerWriter
-from digest.settings import Settings
-from digest.subscribers import add_subscriber
+from digest.config.settings import Settings
+from digest.delivery.plan import GROUP_COMMIT, Claim, claim, ensure_edition, plan
+from digest.readers.lifecycle import add_subscriber
+from digest.run.offload import ClaimFeeder, DbThread, LedgerWriter
+from digest.store.models import Delivery, DeliveryState, Frequency
 
 CUTOFF = dt.datetime(2026, 11, 27, 5, 0, tzinfo=dt.UTC)
 

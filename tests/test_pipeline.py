@@ -11,11 +11,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.errors import ConfigError, SendAborted
-from digest.models import Delivery, DeliveryState, Subscriber, SubscriberStatus
-from digest.pipeline import SendOptions, send_digest
-from digest.settings import Settings
-from digest.subscribers import is_suppressed
+from digest.config.errors import ConfigError, SendAborted
+from digest.config.settings import Settings
+from digest.readers.lifecycle import is_suppressed
+from digest.run.commands import SendOptions, send_digest
+from digest.store.models import Delivery, DeliveryState, Subscriber, SubscriberStatus
 from tests.conftest import SmtpServer, free_port
 from tests.sending_data import add_articles, add_others, add_readers
 from tests.smtp_faults import FaultHandler, fault_server

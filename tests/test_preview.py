@@ -12,11 +12,11 @@ from sqlalchemy import Engine, MetaData
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.cli import main
-from digest.models import Article, Edition, Frequency, SubscriberStatus, utcnow
-from digest.render import installation_tag
-from digest.settings import Settings
-from digest.subscribers import Origin, add_subscriber, get_subscriber, unsubscribe
-from digest.tokens import Purpose, make_token
+from digest.config.settings import Settings
+from digest.readers.lifecycle import Origin, add_subscriber, get_subscriber, unsubscribe
+from digest.render.message import installation_tag
+from digest.render.tokens import Purpose, make_token
+from digest.store.models import Article, Edition, Frequency, SubscriberStatus, utcnow
 from tests.conftest import cli_env
 from tests.mailcheck import NASTY_TITLE, assert_checklist, parse
 

@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 
 from digest.compose import ArticleView, Digest
-from digest.errors import ConfigError
-from digest.mime import QpTemplate, encode_phrase
-from digest.render import Renderer
-from digest.render_context import excerpt, list_id, subject_text, truncate
-from digest.settings import Settings
-from digest.templating import BUILTIN_TEMPLATES
+from digest.config.errors import ConfigError
+from digest.config.settings import Settings
+from digest.render.environment import BUILTIN_TEMPLATES
+from digest.render.message import Renderer
+from digest.render.mime import QpTemplate, encode_phrase
+from digest.render.values import excerpt, list_id, subject_text, truncate
 from tests.conftest import SECRET
 from tests.mailcheck import (
     CUTOFF,

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from digest.compose import Digest
-from digest.render import Renderer
-from digest.settings import Settings
+from digest.config.settings import Settings
+from digest.render.message import Renderer
 from tests.mailcheck import EDITION, NASTY_TITLE, STEFAN, long_article
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from digest.sanitize import excerpt, safe_image_url, safe_url, sanitize_html, to_text
+from digest.articles.sanitize import excerpt, safe_image_url, safe_url, sanitize_html, to_text
 
 PAYLOADS = [
     "<script>alert(1)</script>",

@@ -9,10 +9,10 @@ from dataclasses import replace
 import aiosmtplib
 import pytest
 
-from digest.errors import SendAborted
-from digest.send import Job, Outcome, Reply, SmtpPool, Stage, classify, enhanced_status
-from digest.settings import Settings
-from digest.smtp import open_connection
+from digest.config.errors import SendAborted
+from digest.config.settings import Settings
+from digest.transport.connection import open_connection
+from digest.transport.pool import Job, Outcome, Reply, SmtpPool, Stage, classify, enhanced_status
 from tests.conftest import free_port
 from tests.smtp_faults import FaultHandler, fault_server
 

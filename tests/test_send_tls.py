@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import trustme
 
-from digest.errors import ConfigError, SendAborted
-from digest.send import Job, Outcome, Reply, SmtpPool
-from digest.settings import Settings, SmtpSecurity
+from digest.config.errors import ConfigError, SendAborted
+from digest.config.settings import Settings, SmtpSecurity
+from digest.transport.pool import Job, Outcome, Reply, SmtpPool
 from tests.smtp_faults import fault_server
 
 USER, PASSWORD = "stiri", "parolă-secretă"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from digest.errors import ConfigError
-from digest.settings import SmtpSecurity, load_settings
+from digest.config.errors import ConfigError
+from digest.config.settings import SmtpSecurity, load_settings
 
 
 def test_defaults_follow_the_contract(tmp_path: Path) -> None:

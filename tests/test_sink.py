@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from digest.errors import ConfigError
-from digest.sink import Sink, free_port
+from digest.config.errors import ConfigError
+from digest.transport.sink import Sink, free_port
 
 MESSAGE = ("From: Știri <stiri@example.ro>\r\nTo: ana@example.ro\r\n"
            "Subject: =?utf-8?q?Bun=C4=83_diminea=C8=9Ba?=\r\nMessage-ID: <1@example.ro>\r\n"

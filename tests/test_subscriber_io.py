@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest import subscribers as subs
 from digest.cli import main
-from digest.models import SubscriberStatus
-from digest.settings import Settings
+from digest.config.settings import Settings
+from digest.readers import lifecycle as subs
+from digest.store.models import SubscriberStatus
 from tests.conftest import cli_env
 
 

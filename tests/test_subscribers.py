@@ -6,9 +6,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest import subscribers as subs
-from digest.errors import InvalidInput, Suppressed
-from digest.models import ConsentEvent, ConsentKind, Frequency, Subscriber, SubscriberStatus
+from digest.config.errors import InvalidInput, Suppressed
+from digest.readers import lifecycle as subs
+from digest.store.models import ConsentEvent, ConsentKind, Frequency, Subscriber, SubscriberStatus
 
 WEB = subs.Origin("web", ip="203.0.113.7", user_agent="Mozilla/5.0", detail="homepage form")
 

@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from digest.tokens import CONFIRM_MAX_AGE_DAYS, InvalidToken, Purpose, make_token, read_token
+from digest.render.tokens import CONFIRM_MAX_AGE_DAYS, InvalidToken, Purpose, make_token, read_token
 
 SECRET = "token-test-secret-0123456789"
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)

@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from digest.models import Article, ConsentEvent, ConsentKind, Edition, Frequency, Subscriber
-from digest.models import SubscriberStatus as Status
-from digest.settings import Settings
-from digest.subscribers import find_subscriber, is_suppressed
-from digest.tokens import Purpose, make_token
+from digest.config.settings import Settings
+from digest.readers.lifecycle import find_subscriber, is_suppressed
+from digest.render.tokens import Purpose, make_token
+from digest.store.models import Article, ConsentEvent, ConsentKind, Edition, Frequency, Subscriber
+from digest.store.models import SubscriberStatus as Status
 from digest.web.security import RateLimiter
 from tests.conftest import SECRET, SmtpServer
 from tests.web_support import LiveServer, add_reader, link_in, run_server, wait_for_mail
@@ -145,7 +145,7 @@ def test_unsubscribe_from_a_digest_link(page: Any, server: LiveServer) -> None:
 
 
 def test_preferences_download_and_delete(page: Any, server: LiveServer) -> None:
-    from digest.models import Feed
+    from digest.store.models import Feed
 
     with server.sessions.begin() as session:
         session.add(Feed(url="https://stiri.example.ro/rss", topics=["sport", "local", "cultură"]))

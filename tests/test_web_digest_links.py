@@ -15,9 +15,9 @@ import pytest
 from click.testing import CliRunner
 
 from digest.cli import main
-from digest.models import ConsentKind, SubscriberStatus
-from digest.settings import Settings
-from digest.subscribers import consent_history, find_subscriber
+from digest.config.settings import Settings
+from digest.readers.lifecycle import consent_history, find_subscriber
+from digest.store.models import ConsentKind, SubscriberStatus
 from tests.conftest import cli_env
 from tests.web_support import LiveServer, add_reader, run_server
 

@@ -11,10 +11,10 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from digest.models import ConsentEvent, ConsentKind, Frequency, Subscriber, SubscriberStatus
-from digest.settings import Settings
-from digest.subscribers import is_suppressed
-from digest.tokens import Purpose, make_token
+from digest.config.settings import Settings
+from digest.readers.lifecycle import is_suppressed
+from digest.render.tokens import Purpose, make_token
+from digest.store.models import ConsentEvent, ConsentKind, Frequency, Subscriber, SubscriberStatus
 from tests.conftest import SECRET
 from tests.web_support import LiveServer, add_reader, run_server, snapshot
 
@@ -162,7 +162,7 @@ def test_get_on_every_reader_link_repeated_changes_nothing(server: LiveServer) -
 
 
 def test_preferences_save(server: LiveServer) -> None:
-    from digest.models import Feed
+    from digest.store.models import Feed
 
     with server.sessions.begin() as session:
         session.add(Feed(url="https://stiri.example.ro/rss", topics=["sport", "local"]))

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from digest.models import Article, Edition, Frequency
-from digest.settings import Settings
+from digest.config.settings import Settings
+from digest.store.models import Article, Edition, Frequency
 from digest.web.security import SECURITY_HEADERS
 from tests.web_support import LiveServer, run_server
 
@@ -132,7 +132,7 @@ def test_healthz(server: LiveServer) -> None:
 
 
 def test_healthz_reports_a_broken_database(settings: Settings, tmp_path: Path) -> None:
-    from digest.db import make_engine, make_sessionmaker
+    from digest.store.engine import make_engine, make_sessionmaker
 
     broken = make_sessionmaker(make_engine(f"sqlite:///{tmp_path}/missing/dir/x.db"))
     with run_server(settings, sessions=broken) as server:
@@ -147,7 +147,7 @@ def test_stylesheet(server: LiveServer) -> None:
 
 
 def test_create_app_refuses_without_a_secret_key(settings: Settings) -> None:
-    from digest.errors import ConfigError
+    from digest.config.errors import ConfigError
     from digest.web import create_app
 
     with pytest.raises(ConfigError, match="DIGEST_SECRET_KEY"):
@@ -156,7 +156,7 @@ def test_create_app_refuses_without_a_secret_key(settings: Settings) -> None:
 
 def test_server_error_page_has_the_headers_and_no_traceback(settings: Settings,
                                                             tmp_path: Path) -> None:
-    from digest.db import make_engine, make_sessionmaker
+    from digest.store.engine import make_engine, make_sessionmaker
 
     no_tables = make_sessionmaker(make_engine(f"sqlite:///{tmp_path}/empty.db"))
     with run_server(settings, sessions=no_tables) as server:

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from sqlalchemy import Engine
 
 from digest.cli import main
-from digest.settings import Settings
+from digest.config.settings import Settings
 from tests.conftest import cli_env, free_port
 
 

@@ -10,9 +10,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from digest.models import ConsentEvent, ConsentKind, Subscriber, SubscriberStatus
-from digest.settings import Settings
-from digest.subscribers import Origin, erase, find_subscriber, unsubscribe
+from digest.config.settings import Settings
+from digest.readers.lifecycle import Origin, erase, find_subscriber, unsubscribe
+from digest.store.models import ConsentEvent, ConsentKind, Subscriber, SubscriberStatus
 from digest.web.security import RateLimiter
 from tests.conftest import SmtpServer, free_port
 from tests.web_support import (
@@ -177,7 +177,7 @@ def test_smtp_failure_keeps_the_sign_up_and_the_next_attempt_sends(
 
 
 def test_topics_offered_and_kept(server: LiveServer, smtp_server: SmtpServer) -> None:
-    from digest.models import Feed
+    from digest.store.models import Feed
 
     with server.sessions.begin() as session:
         session.add(Feed(url="https://stiri.example.ro/rss", topics=["sport", "local"]))

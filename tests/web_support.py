@@ -15,10 +15,10 @@ import uvicorn
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.db import make_engine, make_sessionmaker, upgrade
-from digest.models import ConsentEvent, Subscriber, Suppression, utcnow
-from digest.settings import Settings
-from digest.subscribers import Origin, add_subscriber
+from digest.config.settings import Settings
+from digest.readers.lifecycle import Origin, add_subscriber
+from digest.store.engine import make_engine, make_sessionmaker, upgrade
+from digest.store.models import ConsentEvent, Subscriber, Suppression, utcnow
 from digest.web import create_app
 from digest.web.context import path_prefix
 from digest.web.security import RateLimiter

@@ -14,7 +14,7 @@ import click
 
 from digest import __version__
 from digest.cli.context import App, pass_app
-from digest.errors import DigestError
+from digest.config.errors import DigestError
 
 __all__ = ["main"]
 

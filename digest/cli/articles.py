@@ -11,12 +11,12 @@ import sys
 
 import click
 
-from digest import feeds as feed_store
-from digest.article_io import import_articles, parse_datetime, record_to_article
-from digest.articles import article_as_dict, list_articles, upsert_article
+from digest.articles import feeds as feed_store
+from digest.articles.fetch_report import FeedResult
+from digest.articles.json_import import import_articles, parse_datetime, record_to_article
+from digest.articles.store import article_as_dict, list_articles, upsert_article
 from digest.cli.context import App, pass_app
 from digest.cli.output import FORMAT_OPTION, echo_json, finish_import, print_rows
-from digest.feed_report import FeedResult
 
 __all__ = ["articles_group", "feeds_group", "fetch"]
 

@@ -14,9 +14,9 @@ import click
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.db import make_engine, make_sessionmaker, needs_upgrade, upgrade
-from digest.errors import ConfigError
-from digest.settings import Settings, load_settings
+from digest.config.errors import ConfigError
+from digest.config.settings import Settings, load_settings
+from digest.store.engine import make_engine, make_sessionmaker, needs_upgrade, upgrade
 
 __all__ = ["App", "pass_app"]
 

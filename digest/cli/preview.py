@@ -17,11 +17,11 @@ from sqlalchemy import select
 
 from digest.cli.context import App, pass_app
 from digest.compose import EditionView, ReaderView, compose, edition_cutoff
-from digest.errors import DigestError, InvalidInput
-from digest.models import Edition, Frequency, SubscriberStatus, utcnow
-from digest.render import Renderer
-from digest.subscribers import get_subscriber
-from digest.views import candidate_articles, edition_view_for, readers_for
+from digest.config.errors import DigestError, InvalidInput
+from digest.delivery.snapshots import candidate_articles, edition_view_for, readers_for
+from digest.readers.lifecycle import get_subscriber
+from digest.render.message import Renderer
+from digest.store.models import Edition, Frequency, SubscriberStatus, utcnow
 
 __all__ = ["SAMPLE_READER", "preview"]
 

@@ -17,11 +17,11 @@ import click
 
 from digest.cli.context import App, pass_app
 from digest.cli.output import echo_json, print_rows, progress
-from digest.deliveries import status as delivery_status
-from digest.errors import InvalidInput
-from digest.models import DeliveryState, Frequency
-from digest.pipeline import SendOptions, join_send, run_all, send_digest
-from digest.report import RunReport
+from digest.config.errors import InvalidInput
+from digest.delivery.plan import status as delivery_status
+from digest.run.commands import SendOptions, join_send, run_all, send_digest
+from digest.run.report import RunReport
+from digest.store.models import DeliveryState, Frequency
 
 __all__ = ["demo", "run", "send", "sink", "status"]
 
@@ -186,7 +186,7 @@ def sink(host: str, port: int, folder: Path) -> None:
       digest sink --port 1025 --dir outbox
       DIGEST_SMTP_HOST=127.0.0.1 DIGEST_SMTP_PORT=1025 DIGEST_SMTP_SECURITY=none digest send
     """
-    from digest.sink import Sink
+    from digest.transport.sink import Sink
 
     with Sink(folder, host=host, port=port, on_message=lambda line: click.echo(line)):
         click.echo(f"Listening on {host}:{port}; saving to {folder.resolve()} (Ctrl-C stops)")
@@ -209,7 +209,7 @@ def demo(folder: Path) -> None:
     Example:
       mkdir try-digest && cd try-digest && digest demo
     """
-    from digest.demo import DATABASE, run_demo
+    from digest.run.demo import DATABASE, run_demo
 
     folder.mkdir(parents=True, exist_ok=True)
     result = run_demo(folder, on_message=lambda line: click.echo(f"  received {line}"))

@@ -8,11 +8,11 @@ from pathlib import Path
 import click
 from sqlalchemy import select
 
-from digest import subscribers as subs
 from digest.cli.context import App, pass_app
 from digest.cli.output import FORMAT_OPTION, echo_json, finish_import, print_rows
-from digest.models import Frequency, Subscriber, SubscriberStatus
-from digest.subscriber_io import export_subscribers, import_subscribers
+from digest.readers import lifecycle as subs
+from digest.readers.csv_io import export_subscribers, import_subscribers
+from digest.store.models import Frequency, Subscriber, SubscriberStatus
 
 __all__ = ["group"]
 

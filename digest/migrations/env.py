@@ -6,7 +6,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, engine_from_config, pool
 
-from digest.models import Base
+from digest.store.models import Base
 
 config = context.config
 target_metadata = Base.metadata
@@ -30,7 +30,7 @@ def run_migrations_online() -> None:
         return
     url = config.get_main_option("sqlalchemy.url")
     if not url:
-        from digest.settings import load_settings
+        from digest.config.settings import load_settings
 
         url = load_settings().database_url
     engine = engine_from_config({"sqlalchemy.url": url}, prefix="sqlalchemy.",

@@ -34,10 +34,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from digest.db import make_engine, make_sessionmaker
-from digest.models import utcnow
-from digest.settings import Settings
-from digest.templating import make_environment
+from digest.config.settings import Settings
+from digest.render.environment import make_environment
+from digest.store.engine import make_engine, make_sessionmaker
+from digest.store.models import utcnow
 from digest.web import links, pages, prefs, signup
 from digest.web.context import WebContext, path_prefix, web_context
 from digest.web.security import SECURITY_HEADERS, RateLimiter, SecurityHeadersMiddleware

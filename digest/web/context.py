@@ -18,8 +18,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from digest.settings import Settings
-from digest.tokens import Purpose, make_token
+from digest.config.settings import Settings
+from digest.render.tokens import Purpose, make_token
 from digest.web.security import RateLimiter
 
 __all__ = ["WebContext", "path_prefix", "web_context"]

@@ -21,9 +21,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from digest.models import Frequency, Subscriber, SubscriberStatus
-from digest.subscribers import Origin, confirm, unsubscribe
-from digest.tokens import InvalidToken, Purpose, read_token
+from digest.readers.lifecycle import Origin, confirm, unsubscribe
+from digest.render.tokens import InvalidToken, Purpose, read_token
+from digest.store.models import Frequency, Subscriber, SubscriberStatus
 from digest.web.context import WebContext, web_context
 from digest.web.security import read_form
 

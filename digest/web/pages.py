@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from digest.models import Article, Edition, Frequency
+from digest.store.models import Article, Edition, Frequency
 from digest.web.context import web_context
 
 __all__ = ["PAGE_SIZE", "routes"]

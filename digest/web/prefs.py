@@ -18,9 +18,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from digest.models import Frequency, Subscriber
-from digest.subscribers import Origin, erase, parse_topics, personal_data, update_preferences
-from digest.tokens import Purpose
+from digest.readers.lifecycle import Origin, erase, parse_topics, personal_data, update_preferences
+from digest.render.tokens import Purpose
+from digest.store.models import Frequency, Subscriber
 from digest.web.context import NO_STORE, WebContext, web_context
 from digest.web.links import BAD_LINK, ReaderView, load_view, origin_of, reader, reader_id
 from digest.web.security import read_form

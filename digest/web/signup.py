@@ -37,12 +37,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from digest.addresses import normalize_email, smtp_address
-from digest.confirmation import send_confirmation
-from digest.errors import InvalidInput
-from digest.models import Article, ConsentKind, Feed, Subscriber, SubscriberStatus
-from digest.settings import Settings
-from digest.subscribers import (
+from digest.config.errors import InvalidInput
+from digest.config.settings import Settings
+from digest.readers.addresses import normalize_email, smtp_address
+from digest.readers.lifecycle import (
     Origin,
     add_subscriber,
     find_subscriber,
@@ -50,6 +48,8 @@ from digest.subscribers import (
     parse_topics,
     record_event,
 )
+from digest.store.models import Article, ConsentKind, Feed, Subscriber, SubscriberStatus
+from digest.web.confirmation import send_confirmation
 from digest.web.context import WebContext, web_context
 from digest.web.security import HONEYPOT_FIELD, honeypot_filled, read_form
 

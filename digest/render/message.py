@@ -1,0 +1,262 @@
+"""Render (pure): a ``Digest`` -> the exact bytes of each reader's email.
+
+Two steps, because a digest goes to many readers:
+
+- ``Renderer.render(digest)`` -- the expensive part, once per distinct digest: both templates,
+  CSS inlining, quoted-printable encoding and every header that is the same for all readers.
+  Per-reader values (unsubscribe and preferences links, the reader's address) are rendered as
+  unguessable markers and the encoded bodies are split at them (see ``digest.render.mime``).
+- ``RenderedDigest.message_for(reader)`` -- the cheap part: two tokens, the To, Message-ID and
+  List-Unsubscribe headers, the values put into the pre-encoded bodies, DKIM when configured.
+
+The Date header is the edition's cutoff (when it was planned), not the send time: a message
+that is resent after a crash is then byte-identical, same Message-ID, same DKIM signature.
+No database, network or clock is touched here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import html
+import re
+import secrets
+from collections import OrderedDict
+from dataclasses import dataclass
+from email.utils import format_datetime, parseaddr
+
+import css_inline
+
+from digest.compose import Digest, ReaderView
+from digest.config.errors import InvalidInput
+from digest.config.settings import Settings
+from digest.readers.addresses import smtp_address
+from digest.render.dkim import DkimSigner
+from digest.render.environment import make_environment
+from digest.render.mime import (
+    QpTemplate,
+    ascii_url,
+    encode_phrase,
+    format_mailbox,
+    header_line,
+    idna_domain,
+)
+from digest.render.tokens import Purpose, make_token
+from digest.render.values import article_items, list_id, long_date, preheader, subject_text, wrap
+
+__all__ = ["Outgoing", "RenderedDigest", "Renderer", "installation_tag", "message_id_for"]
+
+_READER_VALUES = ("unsubscribe_url", "preferences_url", "reader_email")
+_CACHE_SIZE = 32
+_TEXT_PART = (b'Content-Type: text/plain; charset="utf-8"\r\n'
+              b"Content-Transfer-Encoding: quoted-printable\r\n")
+_HTML_PART = (b'Content-Type: text/html; charset="utf-8"\r\n'
+              b"Content-Transfer-Encoding: quoted-printable\r\n")
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message ready for SMTP."""
+
+    sender: str  # envelope MAIL FROM, ASCII
+    recipient: str  # envelope RCPT TO, ASCII
+    message_id: str  # "<...@domain>", deterministic per (edition, subscriber)
+    data: bytes  # the exact bytes to send, CRLF line endings
+
+
+def message_id_for(edition_id: int, subscriber_id: int, domain: str, installation: str = "") -> str:
+    """The Message-ID of one reader's copy of one edition: the same on every resend.
+
+    ``installation`` (derived from the secret key) keeps ids unique across installations and
+    across a database rebuilt from scratch, whose edition and subscriber ids start at 1 again:
+    providers drop a message whose Message-ID they have already seen.
+    """
+    tag = f".{installation}" if installation else ""
+    return f"<digest.{edition_id}.{subscriber_id}{tag}@{idna_domain(domain)}>"
+
+
+def installation_tag(secret: str) -> str:
+    """A short, stable tag of this installation that reveals nothing about the secret."""
+    return hmac.new(secret.encode(), b"digest-message-id", hashlib.sha256).hexdigest()[:12]
+
+
+def _mailbox_header(raw: str) -> str:
+    name, addr = parseaddr(raw)
+    local, _, domain = addr.rpartition("@")
+    return format_mailbox(name, f"{local}@{idna_domain(domain)}")
+
+
+class Renderer:
+    """Holds what every digest shares: templates, CSS inliner, DKIM key, fixed headers."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._secret = settings.require_secret_key()
+        self.installation = installation_tag(self._secret)
+        env = make_environment(settings, "email")
+        env.filters["wrap"] = wrap
+        self._html = env.get_template("digest.html.j2")
+        self._text = env.get_template("digest.txt.j2")
+        self._inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+        self._signer = DkimSigner.from_settings(settings)
+        # Random per process, so text inside an article can never impersonate a marker.
+        nonce = secrets.token_hex(8)
+        self._markers = {name: f"@@{nonce}:{name}@@" for name in _READER_VALUES}
+        self.base_url = ascii_url(settings.base_url.rstrip("/"))
+        sender = settings.from_address
+        self.domain = idna_domain(sender.domain)
+        self.sender = f"{sender.username}@{self.domain}"
+        self._from = format_mailbox(sender.display_name, self.sender)
+        self._reply_to = _mailbox_header(settings.reply_to) if settings.reply_to else None
+        self._cache: OrderedDict[Digest, RenderedDigest] = OrderedDict()
+
+    def link(self, purpose: Purpose, subscriber_id: int) -> str:
+        """The reader's unsubscribe or preferences page (these tokens never expire)."""
+        return f"{self.base_url}/{purpose.value}/{make_token(self._secret, purpose, subscriber_id)}"
+
+    def render(self, digest: Digest) -> RenderedDigest:
+        """Render ``digest`` once; a small cache returns the same object for an equal digest."""
+        cached = self._cache.get(digest)
+        if cached is not None:
+            self._cache.move_to_end(digest)
+            return cached
+        rendered = self._render(digest)
+        self._cache[digest] = rendered
+        if len(self._cache) > _CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return rendered
+
+    def _render(self, digest: Digest) -> RenderedDigest:
+        s = self.settings
+        edition = digest.edition
+        items = article_items(digest, s.timezone, s.site_url)
+        subject = subject_text(s.site_name, digest)
+        context = {
+            "site_name": s.site_name,
+            "site_url": ascii_url(s.site_url),
+            "edition": edition,
+            "date_text": long_date(edition.date),
+            "articles": items,
+            "subject": subject,
+            "preheader": preheader(items),
+            "archive_url": f"{self.base_url}/archive/{edition.id}",
+            "privacy_url": ascii_url(s.privacy_url),
+            "postal_address": s.postal_address,
+            **self._markers,
+        }
+        text = QpTemplate(self._text.render(context), self._markers)
+        html_body = None
+        if not digest.plain_text_only:
+            inlined = self._inliner.inline(self._html.render(context))
+            html_body = QpTemplate(_escape_attribute_brackets(inlined), self._markers)
+        return RenderedDigest(self, digest, subject, text, html_body)
+
+    def headers(self, digest: Digest, subject: str) -> tuple[bytes, bytes]:
+        """The fixed headers around the per-reader ones: (before To, after To)."""
+        description, label = list_id(self.settings.site_name, self.base_url,
+                                     digest.edition.frequency)
+        cutoff = digest.edition.cutoff.astimezone(self.settings.timezone)
+        before = (header_line("Date", format_datetime(cutoff))
+                  + header_line("From", self._from))
+        after = (header_line("Subject", encode_phrase(subject, quote_specials=False))
+                 + b"MIME-Version: 1.0\r\n"
+                 + (header_line("Reply-To", self._reply_to) if self._reply_to else b"")
+                 + header_line("List-Id", f"{encode_phrase(description)} <{label}>"))
+        return before, after
+
+    def sign(self, data: bytes) -> bytes:
+        if self._signer is None:
+            return data
+        return self._signer.sign(data, has_reply_to=self._reply_to is not None)
+
+
+class RenderedDigest:
+    """A digest rendered once; ``message_for`` makes each reader's copy."""
+
+    def __init__(self, renderer: Renderer, digest: Digest, subject: str, text: QpTemplate,
+                 html_body: QpTemplate | None) -> None:
+        self.subject = subject
+        self.digest = digest
+        self._renderer = renderer
+        self._text = text
+        self._html = html_body
+        self._before_to, self._after_to = renderer.headers(digest, subject)
+        if html_body is None:
+            self._content = _TEXT_PART
+            self._parts = None
+        else:
+            # Deterministic per digest; "==" never occurs in quoted-printable text.
+            seed = hashlib.sha256(repr(digest).encode()).hexdigest()[:24]
+            boundary = f"==digest-{seed}=="
+            self._content = (f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n'
+                             .encode("ascii"))
+            self._parts = (
+                f"--{boundary}\r\n".encode("ascii") + _TEXT_PART + b"\r\n",
+                f"\r\n--{boundary}\r\n".encode("ascii") + _HTML_PART + b"\r\n",
+                f"\r\n--{boundary}--\r\n".encode("ascii"),
+            )
+
+    def values(self, reader: ReaderView) -> dict[str, str]:
+        """The reader's own values (plain text), as put into the bodies."""
+        link = self._renderer.link
+        return {
+            "unsubscribe_url": link(Purpose.UNSUBSCRIBE, reader.subscriber_id),
+            "preferences_url": link(Purpose.PREFERENCES, reader.subscriber_id),
+            "reader_email": reader.email,
+        }
+
+    def text_for(self, reader: ReaderView) -> str:
+        """The plain-text body this reader gets, decoded."""
+        return self._text.text_for(self.values(reader))
+
+    def html_for(self, reader: ReaderView) -> str | None:
+        """The HTML body this reader gets, decoded (None for a plain-text-only reader)."""
+        if self._html is None:
+            return None
+        return self._html.text_for(_escaped(self.values(reader)))
+
+    def message_for(self, reader: ReaderView) -> Outgoing:
+        renderer = self._renderer
+        values = self.values(reader)
+        recipient = smtp_address(reader.email)
+        if not recipient.isascii():
+            raise InvalidInput(
+                f"{reader.email} has a non-ASCII local part, which needs SMTPUTF8.",
+                "this sender writes 7-bit messages; ask the reader for another address")
+        message_id = message_id_for(self.digest.edition.id, reader.subscriber_id,
+                                    renderer.domain, renderer.installation)
+        head = b"".join((
+            self._before_to,
+            header_line("To", format_mailbox(reader.name, recipient)),
+            header_line("Message-ID", message_id),
+            self._after_to,
+            header_line("List-Unsubscribe", f"<{values['unsubscribe_url']}>"),
+            b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+            b"Precedence: bulk\r\nAuto-Submitted: auto-generated\r\n",
+            self._content,
+        ))
+        if self._parts is None or self._html is None:
+            body = b"\r\n" + self._text.fill(values)
+        else:
+            first, second, end = self._parts
+            body = b"\r\n" + b"".join((first, self._text.fill(values), second,
+                                       self._html.fill(_escaped(values)), end))
+        return Outgoing(renderer.sender, recipient, message_id, renderer.sign(head + body))
+
+
+# A start tag as an HTML5 serializer writes it: attribute values always double-quoted.
+_START_TAG = re.compile(r'<[A-Za-z][\w:-]*(?:\s+[^\s"\'>/=]+(?:="[^"]*")?)*\s*/?>')
+
+
+def _escape_attribute_brackets(html_text: str) -> str:
+    """Escape ``<`` and ``>`` inside attribute values (css-inline's serializer leaves them raw,
+    which is valid HTML but trips naive filters: an alt text must not read like a tag)."""
+    def fix(match: re.Match[str]) -> str:
+        tag = match.group()
+        inner = tag[1:-1].replace("<", "&lt;").replace(">", "&gt;")
+        return f"<{inner}>"
+    return _START_TAG.sub(fix, html_text)
+
+
+def _escaped(values: dict[str, str]) -> dict[str, str]:
+    return {k: html.escape(v, quote=True) for k, v in values.items()}

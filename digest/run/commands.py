@@ -1,0 +1,174 @@
+"""The whole job: fetch -> plan -> (claim -> compose -> render -> send -> record)*.
+
+The only module that knows every stage. ``send_digest`` takes the run lock, creates the edition
+and its deliveries, then streams them out (``digest.run.sender``). ``join_send`` is an extra sender
+for PostgreSQL (``digest send --join``): no lock, no planning, it claims due deliveries of the
+editions that exist, next to the planner and to any number of other joiners, each claim taken
+with ``FOR UPDATE SKIP LOCKED`` so that no delivery is handed to two senders.
+
+If the run must stop (5.7.x, unreachable server, Ctrl-C, SIGTERM) every claimed delivery that
+was not attempted goes back to ``pending``, the results so far are committed, and the report
+carries the error for the CLI to show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from digest.compose import edition_selection
+from digest.config.errors import ConfigError, DigestError
+from digest.config.settings import Settings
+from digest.delivery.plan import (
+    due_count,
+    ensure_edition,
+    plan,
+    reclaim_orphans,
+    set_edition_articles,
+)
+from digest.delivery.presence import Presence
+from digest.delivery.run_lock import RunLock
+from digest.delivery.snapshots import edition_view_for
+from digest.run.offload import load_candidates
+from digest.run.report import RunReport
+from digest.run.sender import Progress, StreamingSend
+from digest.store.models import Frequency, utcnow
+
+__all__ = ["RunReport", "SendOptions", "check_ready", "join_send", "load_candidates", "run_all",
+           "send_digest"]
+
+@dataclass(frozen=True)
+class SendOptions:
+    date: dt.date | None = None  # default: today in DIGEST_TIMEZONE
+    frequency: Frequency = Frequency.DAILY
+    dry_run: bool = False
+    retry_deferred: bool = False
+
+
+def check_ready(settings: Settings) -> None:
+    """Refuse to send what cannot be sent lawfully or with working links."""
+    settings.require_secret_key()
+    if not settings.postal_address.strip():
+        raise ConfigError(
+            "DIGEST_POSTAL_ADDRESS is not set; every digest must show the sender's postal "
+            "address.", 'set it in .env, e.g. DIGEST_POSTAL_ADDRESS="Str. Exemplu 1, '
+            'Pitești 110000, România"')
+
+
+def edition_date(settings: Settings, options: SendOptions) -> dt.date:
+    return options.date or dt.datetime.now(settings.timezone).date()
+
+
+def _plan(engine: Engine, settings: Settings, options: SendOptions, report: RunReport) -> None:
+    """Create the edition (fixing its archive selection) and its delivery rows."""
+    day = edition_date(settings, options)
+    with engine.begin() as conn:
+        edition_id, created = ensure_edition(conn, options.frequency, day)
+        if created:
+            view = edition_view_for(conn, edition_id, settings.timezone)
+            lookback = dt.timedelta(days=settings.max_lookback_days)
+            chosen = edition_selection(load_candidates(conn, view, lookback), view,
+                                       max_items=settings.max_items)
+            set_edition_articles(conn, edition_id, [a.id for a in chosen])
+        report.planned = plan(conn, edition_id, options.frequency)
+        report.edition_id, report.edition_date = edition_id, day.isoformat()
+
+
+def send_digest(engine: Engine, settings: Settings, options: SendOptions = SendOptions(), *,
+                progress: Callable[[int | None], Progress] | None = None,
+                before_send: Callable[[RunReport], None] | None = None) -> RunReport:
+    """Plan and send (or, with ``dry_run``, compose and render only); never raises for one
+    reader's problem. Raises ``LockHeld`` at once when another run is active; ``before_send``
+    runs under the lock first (``digest run`` fetches there)."""
+    check_ready(settings)
+    report = RunReport(frequency=options.frequency.value, dry_run=options.dry_run)
+    started = time.monotonic()
+    if options.dry_run:  # no lock, no fetch, nothing written
+        from digest.run.dry_run import dry_run
+
+        dry_run(engine, settings, options.frequency, edition_date(settings, options), report)
+        report.duration_s = time.monotonic() - started
+        return report
+    with RunLock(engine, settings):
+        if before_send is not None:
+            before_send(report)
+        _send_locked(engine, settings, options, report, progress)
+    report.duration_s = time.monotonic() - started
+    return report
+
+
+def _send_locked(engine: Engine, settings: Settings, options: SendOptions, report: RunReport,
+                 progress: Callable[[int | None], Progress] | None) -> None:
+    with engine.begin() as conn:
+        # Rows left `sending` by senders that are gone (all of them on SQLite; on PostgreSQL
+        # not those of a live `--join` process): see reclaim_orphans.
+        report.reclaimed = reclaim_orphans(conn)
+    _plan(engine, settings, options, report)
+    _stream(engine, settings, options, report, progress)
+
+
+def join_send(engine: Engine, settings: Settings, options: SendOptions = SendOptions(), *,
+              progress: Callable[[int | None], Progress] | None = None) -> RunReport:
+    """``digest send --join``: send due deliveries of existing editions next to a running
+    ``digest send`` (PostgreSQL only). Takes no lock, plans nothing, reclaims nothing at once:
+    another sender's claims come back only once stale (``DIGEST_CLAIM_TIMEOUT``)."""
+    check_ready(settings)
+    if engine.dialect.name != "postgresql":
+        raise ConfigError(
+            "`digest send --join` needs PostgreSQL: SQLite has a single writer, so extra "
+            "senders would only wait on each other.",
+            "run plain `digest send` (one at a time); to share a big edition between "
+            "machines, use DIGEST_DATABASE_URL=postgresql+psycopg://...")
+    if options.dry_run:
+        raise ConfigError("`digest send --join` cannot be a dry run.",
+                          "use `digest send --dry-run` to compose and render without sending")
+    report = RunReport(frequency=options.frequency.value, joined=True)
+    started = time.monotonic()
+    _stream(engine, settings, options, report, progress)
+    report.duration_s = time.monotonic() - started
+    return report
+
+
+def _stream(engine: Engine, settings: Settings, options: SendOptions, report: RunReport,
+            progress: Callable[[int | None], Progress] | None) -> None:
+    retry_before = utcnow() if options.retry_deferred else None
+    with engine.begin() as conn:
+        due = due_count(conn, claim_timeout=settings.claim_timeout,
+                        retry_deferred_before=retry_before)
+    tick = progress(due) if progress is not None else None
+    # Presence before the first claim, released after the last result is written.
+    with Presence(engine) as worker:
+        run = StreamingSend(engine, settings, report, tick, retry_before, worker)
+        try:
+            asyncio.run(run.main())
+        except DigestError as exc:
+            report.error = exc
+        except asyncio.CancelledError:  # SIGTERM
+            report.error = DigestError("Stopped by SIGTERM.", "the unsent deliveries are "
+                                       "pending again; run `digest send` to finish")
+
+
+def run_all(engine: Engine, settings: Settings, sessions: sessionmaker[Session],
+            options: SendOptions = SendOptions(), *,
+            progress: Callable[[int | None], Progress] | None = None) -> RunReport:
+    """``digest run``: fetch every feed, then send, all under the run lock (an overlapping
+    run exits at once). A failed feed does not stop the send. A dry run fetches nothing."""
+
+    def fetch(report: RunReport) -> None:
+        from digest.articles.feeds import (
+            fetch_all,  # the fetch stage, imported only where it is used
+        )
+
+        fetched = fetch_all(sessions, settings)
+        report.feeds_failed = fetched.failed
+        report.articles_new = fetched.new
+
+    return send_digest(engine, settings, options, progress=progress, before_send=fetch)
+
+

@@ -1,0 +1,91 @@
+"""What one ``digest send`` / ``digest run`` did: counts, timing, the error that stopped it.
+
+The CLI prints ``summary()`` as the last line (or ``as_dict()`` as one JSON object) and exits
+with ``exit_code``: 0 all done, 1 something failed or was deferred (or a feed failed), or the
+code of the error that stopped the run.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from digest.config.errors import DigestError
+from digest.store.models import DeliveryState
+
+__all__ = ["RunReport"]
+
+
+@dataclass
+class RunReport:
+    frequency: str = "daily"
+    dry_run: bool = False
+    joined: bool = False  # `digest send --join`: an extra sender, no planning
+    edition_id: int | None = None
+    edition_date: str | None = None
+    planned: int = 0  # delivery rows created by this run
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    skipped: int = 0
+    released: int = 0  # claimed but not attempted (the run stopped): pending again
+    reclaimed: int = 0  # left `sending` by a crashed run, taken back at the start
+    reconnects: int = 0
+    composed: int = 0  # dry run: messages composed and rendered, not sent
+    distinct_digests: int = 0  # dry run: how many different digests those were
+    duration_s: float = 0.0
+    feeds_failed: int = 0  # `digest run` only
+    articles_new: int = 0  # `digest run` only
+    error: DigestError | None = None
+
+    @property
+    def messages_per_s(self) -> float:
+        done = self.composed if self.dry_run else self.sent
+        return done / self.duration_s if self.duration_s > 0 else 0.0
+
+    def take_counts(self, counts: Counter[DeliveryState]) -> None:
+        self.sent = counts[DeliveryState.SENT]
+        self.deferred = counts[DeliveryState.DEFERRED]
+        self.failed = counts[DeliveryState.FAILED]
+        self.skipped = counts[DeliveryState.SKIPPED]
+        self.released = counts[DeliveryState.PENDING]
+
+    @property
+    def exit_code(self) -> int:
+        if self.error is not None:
+            return self.error.exit_code
+        return 1 if (self.deferred or self.failed or self.feeds_failed) else 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "planned": self.planned, "sent": self.sent, "deferred": self.deferred,
+            "failed": self.failed, "skipped": self.skipped,
+            "duration_s": round(self.duration_s, 3),
+            "messages_per_s": round(self.messages_per_s, 1),
+            "released": self.released, "reclaimed": self.reclaimed,
+            "reconnects": self.reconnects, "dry_run": self.dry_run, "joined": self.joined,
+            "composed": self.composed, "distinct_digests": self.distinct_digests,
+            "edition": {"id": self.edition_id, "frequency": self.frequency,
+                        "date": self.edition_date},
+            "feeds_failed": self.feeds_failed, "articles_new": self.articles_new,
+            "error": self.error.message if self.error else None,
+            "hint": self.error.hint if self.error else None,
+            "exit_code": self.exit_code,
+        }
+
+    def summary(self) -> str:
+        head = ("joined sender" if self.joined
+                else f"{self.frequency} {self.edition_date or ''}".strip())
+        if self.dry_run:
+            return (f"dry run {head}: {self.composed} composed and rendered "
+                    f"({self.distinct_digests} distinct), {self.skipped} with nothing new; "
+                    f"nothing sent or recorded in {self.duration_s:.1f} s")
+        text = (f"{head}: planned {self.planned}, sent {self.sent}, deferred {self.deferred}, "
+                f"failed {self.failed}, skipped {self.skipped} in {self.duration_s:.1f} s "
+                f"({self.messages_per_s:.1f} msg/s)")
+        if self.released:
+            text += f"; {self.released} left pending"
+        if self.feeds_failed:
+            text += f"; {self.feeds_failed} feed(s) failed"
+        return text
