@@ -148,9 +148,8 @@ def _cpu_s() -> float:
 def _sample_message(settings: Any) -> bytes:
     """A real digest's bytes: what the ceiling sends N times."""
     from digest.compose import EditionView, compose
-    from digest.delivery.snapshots import readers_for
+    from digest.delivery.snapshots import load_candidates, readers_for
     from digest.render.message import Renderer
-    from digest.run.commands import load_candidates
     from digest.store.engine import make_engine
     from digest.store.models import Frequency, utcnow
 

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest.articles.feeds import add_feed
 from digest.cli import main
 from digest.config.settings import Settings
-from digest.delivery.plan import GROUP_COMMIT
+from digest.delivery.results import GROUP_COMMIT
 from digest.delivery.run_lock import RunLock
 from digest.store.models import Delivery, DeliveryState, Feed
 from tests.conftest import SmtpServer, cli_env, free_port

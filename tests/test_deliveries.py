@@ -9,17 +9,11 @@ import threading
 from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.delivery.plan import (
-    claim,
-    due_count,
-    ensure_edition,
-    plan,
-    reclaim_orphans,
-    release,
-    status,
-)
+from digest.delivery.claims import claim, due_count, reclaim_orphans, release
+from digest.delivery.plan import ensure_edition, plan
 from digest.delivery.results import MAX_ATTEMPTS, Recorder, backoff
 from digest.delivery.snapshots import readers_for
+from digest.delivery.status import status
 from digest.readers.lifecycle import add_subscriber, is_suppressed
 from digest.store.models import (
     Delivery,

@@ -23,16 +23,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest.cli import main
 from digest.config.settings import Settings
-from digest.delivery.plan import (
-    GROUP_COMMIT,
-    claim,
-    ensure_edition,
-    heartbeat,
-    plan,
-    reclaim_orphans,
-    release,
-)
+from digest.delivery.claims import claim, heartbeat, reclaim_orphans, release
+from digest.delivery.plan import ensure_edition, plan
 from digest.delivery.presence import Presence
+from digest.delivery.results import GROUP_COMMIT
 from digest.store.models import Delivery, DeliveryState, Frequency, Subscriber, utcnow
 from tests.conftest import PG_URL, cli_env
 from tests.sending_data import add_articles, add_readers

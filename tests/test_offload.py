@@ -11,7 +11,9 @@ from sqlalchemy import Connection, Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config.settings import Settings
-from digest.delivery.plan import GROUP_COMMIT, Claim, claim, ensure_edition, plan
+from digest.delivery.claims import Claim, claim
+from digest.delivery.plan import ensure_edition, plan
+from digest.delivery.results import GROUP_COMMIT
 from digest.readers.lifecycle import add_subscriber
 from digest.run.offload import ClaimFeeder, DbThread, LedgerWriter
 from digest.store.models import Delivery, DeliveryState, Frequency

@@ -12,7 +12,8 @@ import pytest
 from digest.config.errors import SendAborted
 from digest.config.settings import Settings
 from digest.transport.connection import open_connection
-from digest.transport.pool import Job, Outcome, Reply, SmtpPool, Stage, classify, enhanced_status
+from digest.transport.pool import Job, SmtpPool
+from digest.transport.replies import Outcome, Reply, Stage, classify, enhanced_status
 from tests.conftest import free_port
 from tests.smtp_faults import FaultHandler, fault_server
 

@@ -13,7 +13,8 @@ import trustme
 
 from digest.config.errors import ConfigError, SendAborted
 from digest.config.settings import Settings, SmtpSecurity
-from digest.transport.pool import Job, Outcome, Reply, SmtpPool
+from digest.transport.pool import Job, SmtpPool
+from digest.transport.replies import Outcome, Reply
 from tests.smtp_faults import fault_server
 
 USER, PASSWORD = "stiri", "parolă-secretă"

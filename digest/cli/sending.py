@@ -18,7 +18,7 @@ import click
 from digest.cli.context import App, pass_app
 from digest.cli.output import echo_json, print_rows, progress
 from digest.config.errors import InvalidInput
-from digest.delivery.plan import status as delivery_status
+from digest.delivery.status import status as delivery_status
 from digest.run.commands import SendOptions, join_send, run_all, send_digest
 from digest.run.report import RunReport
 from digest.store.models import DeliveryState, Frequency

@@ -1,4 +1,11 @@
-"""Record delivery results in small group commits (see ``digest.delivery.plan`` for the bound).
+"""Record delivery results in small group commits.
+
+**In-flight bound:** a crash (even SIGKILL) can resend at most the messages the server accepted
+whose result was not yet committed: at most ``GROUP_COMMIT`` buffered results plus one message
+per connection, i.e. ``GROUP_COMMIT + DIGEST_SEND_CONCURRENCY`` (54 with the defaults). Nothing
+is lost: unrecorded rows stay ``sending`` and are claimed again. A resent copy has the same
+Message-ID, so most mailbox providers fold it away. (On PostgreSQL the groups are written on a
+thread of their own, ``run.offload``, whose gate keeps the same bound.)
 
 The pipeline reports each result as it comes in; the ``Recorder`` buffers them and writes one
 transaction per ``GROUP_COMMIT`` results (or whenever ``flush`` is called, e.g. on a timer):
@@ -20,11 +27,14 @@ from typing import Any, cast
 from sqlalchemy import Connection, Engine, Table, bindparam, or_, text, update
 from sqlalchemy.orm import Session
 
-from digest.delivery.plan import GROUP_COMMIT, Claim
+from digest.delivery.claims import Claim
 from digest.readers.lifecycle import mark_bounced
 from digest.store.models import Delivery, DeliveryState, Subscriber, utcnow
 
-__all__ = ["BACKOFF_BASE", "BACKOFF_CAP", "MAX_ATTEMPTS", "Recorder", "Results", "backoff"]
+GROUP_COMMIT = 50  # results per commit: the crash duplicate bound (see above)
+
+__all__ = ["BACKOFF_BASE", "BACKOFF_CAP", "GROUP_COMMIT", "MAX_ATTEMPTS", "Recorder", "Results",
+           "backoff"]
 
 D = cast(Table, Delivery.__table__)
 S = cast(Table, Subscriber.__table__)

@@ -24,7 +24,8 @@ D = cast(Table, Delivery.__table__)
 S = cast(Table, Subscriber.__table__)
 E = cast(Table, Edition.__table__)
 
-__all__ = ["article_view", "candidate_articles", "edition_view_for", "readers_for"]
+__all__ = ["article_view", "candidate_articles", "edition_view_for", "load_candidates",
+           "readers_for"]
 
 
 def article_view(article: Article) -> ArticleView:
@@ -44,6 +45,13 @@ def candidate_articles(session: Session, edition: EditionView,
                     Article.published_at <= edition.cutoff)
              .order_by(Article.published_at.desc(), Article.id.desc()))
     return [article_view(a) for a in session.scalars(query)]
+
+
+def load_candidates(conn: Connection, edition: EditionView,
+                    lookback: dt.timedelta) -> list[ArticleView]:
+    """Every article any reader of ``edition`` could get (once per edition per run)."""
+    with Session(bind=conn) as session:
+        return candidate_articles(session, edition, lookback)
 
 
 def edition_view_for(conn: Connection, edition_id: int, tz: ZoneInfo) -> EditionView:

@@ -25,22 +25,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest.compose import edition_selection
 from digest.config.errors import ConfigError, DigestError
 from digest.config.settings import Settings
-from digest.delivery.plan import (
-    due_count,
-    ensure_edition,
-    plan,
-    reclaim_orphans,
-    set_edition_articles,
-)
+from digest.delivery.claims import due_count, reclaim_orphans
+from digest.delivery.plan import ensure_edition, plan, set_edition_articles
 from digest.delivery.presence import Presence
 from digest.delivery.run_lock import RunLock
-from digest.delivery.snapshots import edition_view_for
-from digest.run.offload import load_candidates
+from digest.delivery.snapshots import edition_view_for, load_candidates
 from digest.run.report import RunReport
 from digest.run.sender import Progress, StreamingSend
 from digest.store.models import Frequency, utcnow
 
-__all__ = ["RunReport", "SendOptions", "check_ready", "join_send", "load_candidates", "run_all",
+__all__ = ["RunReport", "SendOptions", "check_ready", "join_send", "run_all",
            "send_digest"]
 
 @dataclass(frozen=True)

@@ -10,35 +10,24 @@ from __future__ import annotations
 import datetime as dt
 from typing import cast
 
-from sqlalchemy import Engine, Table, and_, exists, select
+from sqlalchemy import Engine, Table, select
 
 from digest.compose import EditionView, compose, edition_cutoff
 from digest.config.settings import Settings
-from digest.delivery.snapshots import edition_view_for, readers_for
+from digest.delivery.plan import due_readers
+from digest.delivery.snapshots import edition_view_for, load_candidates, readers_for
 from digest.render.message import Renderer
 from digest.run.report import RunReport
-from digest.store.models import (
-    Delivery,
-    DeliveryState,
-    Edition,
-    Frequency,
-    Subscriber,
-    SubscriberStatus,
-    utcnow,
-)
+from digest.store.models import Edition, Frequency, Subscriber, utcnow
 
 __all__ = ["dry_run"]
 
-D = cast(Table, Delivery.__table__)
 S = cast(Table, Subscriber.__table__)
 E = cast(Table, Edition.__table__)
-_DONE = (DeliveryState.SENT, DeliveryState.FAILED, DeliveryState.SKIPPED)
 
 
 def dry_run(engine: Engine, settings: Settings, frequency: Frequency, day: dt.date,
             report: RunReport) -> None:
-    from digest.run.commands import load_candidates
-
     renderer = Renderer(settings)
     lookback = dt.timedelta(days=settings.max_lookback_days)
     distinct: set[int] = set()
@@ -49,12 +38,8 @@ def dry_run(engine: Engine, settings: Settings, frequency: Frequency, day: dt.da
                 else EditionView(0, frequency, day,
                                  edition_cutoff(day, settings.timezone, utcnow())))
         candidates = load_candidates(conn, view, lookback)
-        due = select(S.c.id).where(S.c.status == SubscriberStatus.ACTIVE,
-                                   S.c.frequency == frequency)
-        if edition_id is not None:  # readers already done for this edition are not due
-            due = due.where(~exists().where(and_(D.c.edition_id == edition_id,
-                                                 D.c.subscriber_id == S.c.id,
-                                                 D.c.state.in_(_DONE))))
+        # Readers already done for an existing edition are not due: the planner's own query.
+        due = due_readers(frequency, edition_id)
         after = 0
         while ids := list(conn.scalars(due.where(S.c.id > after).order_by(S.c.id)
                                        .limit(settings.batch_size))):

@@ -20,7 +20,7 @@ single worker thread, uses it only there and closes it there.
 **The crash bound stays true.** A worker takes a new message only while fewer than
 ``GROUP_COMMIT`` results are uncommitted (buffered, or being written), so at any moment at most
 ``GROUP_COMMIT - 1`` results plus one message per connection are at risk, i.e. fewer than
-``GROUP_COMMIT + DIGEST_SEND_CONCURRENCY`` (see ``digest.delivery.plan``). A group is handed to
+``GROUP_COMMIT + DIGEST_SEND_CONCURRENCY`` (see ``delivery.results``). A group is handed to
 the writer when half full, so the next half fills while it is written and nobody waits.
 """
 
@@ -34,21 +34,14 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.orm import Session
 
 from digest.compose import ArticleView, EditionView, ReaderView
 from digest.config.settings import Settings
-from digest.delivery.plan import (
-    GROUP_COMMIT,
-    Claim,
-    claim,
-    heartbeat,
-)
-from digest.delivery.results import Recorder, Results
-from digest.delivery.snapshots import candidate_articles, edition_view_for, readers_for
+from digest.delivery.claims import Claim, claim, heartbeat
+from digest.delivery.results import GROUP_COMMIT, Recorder, Results
+from digest.delivery.snapshots import edition_view_for, load_candidates, readers_for
 
-__all__ = ["FLUSH_AT", "ClaimFeeder", "ClaimedBatch", "DbThread", "LedgerWriter",
-           "load_candidates"]
+__all__ = ["FLUSH_AT", "ClaimFeeder", "ClaimedBatch", "DbThread", "LedgerWriter"]
 
 T = TypeVar("T")
 FLUSH_AT = GROUP_COMMIT // 2  # results handed to the writer at once (the gate is GROUP_COMMIT)
@@ -111,13 +104,6 @@ class DbThread:
             return
         self._executor.submit(self._close).result()
         self._executor.shutdown()
-
-
-def load_candidates(conn: Connection, edition: EditionView,
-                    lookback: dt.timedelta) -> list[ArticleView]:
-    """Every article any reader of ``edition`` could get (once per edition per run)."""
-    with Session(bind=conn) as session:
-        return candidate_articles(session, edition, lookback)
 
 
 Edition = tuple[EditionView, list[ArticleView]]

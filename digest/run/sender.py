@@ -29,16 +29,17 @@ from sqlalchemy import Engine
 from digest.compose import ArticleView, EditionView, ReaderView, compose
 from digest.config.errors import InvalidInput
 from digest.config.settings import Settings
-from digest.delivery.plan import Claim
+from digest.delivery.claims import Claim
 from digest.delivery.results import Recorder
 from digest.render.message import RenderedDigest, Renderer
-from digest.run.offload import ClaimedBatch, ClaimFeeder, DbThread, LedgerWriter, load_candidates
-from digest.transport.pool import Job, Outcome, Reply, SmtpPool
+from digest.run.offload import ClaimedBatch, ClaimFeeder, DbThread, LedgerWriter
+from digest.transport.pool import Job, SmtpPool
+from digest.transport.replies import Outcome, Reply
 
 if TYPE_CHECKING:
     from digest.run.report import RunReport
 
-__all__ = ["Progress", "StreamingSend", "heartbeat_every", "load_candidates"]
+__all__ = ["Progress", "StreamingSend", "heartbeat_every"]
 
 Progress = Callable[[int], None]
 _FLUSH_EVERY = 0.25  # seconds: results reach the database at least this often

@@ -1,9 +1,9 @@
 """Open one SMTP connection the way the settings say: plain, STARTTLS or implicit TLS, with
-certificate verification, timeouts and AUTH -- and never AUTH over a cleartext connection
-unless ``DIGEST_SMTP_SECURITY=none`` was chosen explicitly.
+certificate verification, timeouts and AUTH -- and never AUTH over a cleartext
+connection unless ``DIGEST_SMTP_SECURITY=none`` was chosen explicitly.
 
-``send.py`` pools these connections for bulk sending; ``send_one`` serves single transactional
-messages such as confirmation emails.
+``transport.pool`` pools these connections for bulk sending; ``send_one`` serves single
+transactional messages such as confirmation emails.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import aiosmtplib
 from digest.config.errors import ConfigError
 from digest.config.settings import Settings, SmtpSecurity
 
-__all__ = ["open_connection", "send_one", "tls_context"]
+__all__ = ["close_connection", "open_connection", "send_one", "tls_context"]
 
 
 def tls_context(settings: Settings) -> ssl.SSLContext:
@@ -62,8 +62,13 @@ async def send_one(settings: Settings, sender: str, recipient: str, data: bytes)
     try:
         _errors, reply = await client.sendmail(sender, [recipient], data)
     finally:
-        try:
-            await client.quit()
-        except aiosmtplib.SMTPException:
-            client.close()
+        await close_connection(client)
     return reply
+
+
+async def close_connection(client: aiosmtplib.SMTP) -> None:
+    """QUIT politely; if the server is gone or answers badly, just close the socket."""
+    try:
+        await client.quit()
+    except (aiosmtplib.SMTPException, OSError):
+        client.close()

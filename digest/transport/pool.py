@@ -5,7 +5,7 @@
 caller one at a time, waits its turn at the shared rate limiter and reports a ``Reply`` per
 job. A worker reconnects after a drop, a timeout or a 421, and after
 ``DIGEST_SMTP_MAX_PER_CONNECTION`` messages. Every reply is classified into an ``Outcome``
-(the rules of DESIGN.md, "SMTP replies").
+(``transport.replies``).
 
 This module knows nothing of the database: the pipeline turns replies into ledger rows.
 """
@@ -13,8 +13,6 @@ This module knows nothing of the database: the pipeline turns replies into ledge
 from __future__ import annotations
 
 import asyncio
-import enum
-import re
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -24,40 +22,23 @@ import aiosmtplib
 
 from digest.config.errors import ConfigError, SendAborted
 from digest.config.settings import Settings
-from digest.transport.connection import open_connection
+from digest.transport.connection import close_connection, open_connection
+from digest.transport.rate import RateLimiter
+from digest.transport.replies import (
+    Outcome,
+    Reply,
+    ReplyCode,
+    Stage,
+    abort_error,
+    classified_reply,
+)
 
-__all__ = [
-    "Job",
-    "JobSource",
-    "Outcome",
-    "RateLimiter",
-    "Reply",
-    "SmtpPool",
-    "Stage",
-    "classify",
-    "enhanced_status",
-]
+__all__ = ["Job", "JobSource", "SmtpPool"]
 
 Connect = Callable[[Settings], Awaitable[aiosmtplib.SMTP]]
 # A job at once, None when there is no more work, or an awaitable of either (the caller
 # waits for its database, say: the other workers keep sending meanwhile).
 JobSource = Callable[[], "Job | Awaitable[Job | None] | None"]
-
-
-class Outcome(enum.StrEnum):
-    SENT = "sent"
-    DEFERRED = "deferred"  # try again later: 4xx, 421, 552/5.2.2, a drop or a timeout
-    FAILED_ADDRESS = "failed_address"  # 5.1.x: the recipient address is bad -> suppress
-    FAILED = "failed"  # any other permanent refusal of this one message
-    ABORT = "abort"  # 5.7.x or our sender refused: only the operator can fix it -> stop
-
-
-class Stage(enum.StrEnum):
-    """Which command the server answered: a 5xx to MAIL FROM is about us, not the reader."""
-
-    MAIL = "mail"
-    RCPT = "rcpt"
-    DATA = "data"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,87 +49,6 @@ class Job:
     sender: str
     recipient: str
     data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    outcome: Outcome
-    code: int | None  # None: no reply at all (drop, timeout, refused connection)
-    text: str
-
-    @property
-    def line(self) -> str:
-        """The reply as the server said it, e.g. ``250 2.0.0 OK queued``."""
-        return f"{self.code} {self.text}" if self.code is not None else self.text
-
-
-_ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
-# 5.1.7 / 5.1.8 are about the *sender's* address: our configuration, not the reader's mailbox.
-_SENDER_SUBJECTS = frozenset({7, 8})
-
-
-def enhanced_status(text: str) -> tuple[int, int, int] | None:
-    """The RFC 3463 enhanced status code at the start of a reply text, if any."""
-    match = _ENHANCED.match(text)
-    return None if match is None else (int(match[1]), int(match[2]), int(match[3]))
-
-
-def classify(code: int, text: str, stage: Stage = Stage.RCPT) -> Outcome:
-    """Map one SMTP reply to an outcome (DESIGN.md, "SMTP replies")."""
-    if 200 <= code < 300:
-        return Outcome.SENT
-    if code < 500:
-        return Outcome.DEFERRED  # 421, 450, 451, 452, 454 ... all retry later
-    enhanced = enhanced_status(text)
-    if enhanced is not None and enhanced[1] == 7:
-        return Outcome.ABORT  # policy / authentication: retrying or suppressing cannot help
-    if stage is Stage.MAIL:
-        return Outcome.ABORT  # the server refuses our envelope sender for every reader
-    if code == 552 or enhanced == (5, 2, 2):
-        return Outcome.DEFERRED  # mailbox full is soft, whatever the first digit says
-    if enhanced is not None and enhanced[1] == 1 and enhanced[2] not in _SENDER_SUBJECTS:
-        return Outcome.FAILED_ADDRESS
-    return Outcome.FAILED
-
-
-def abort_error(reply: Reply) -> SendAborted:
-    return SendAborted(
-        f"The SMTP server refused to accept mail from us: {reply.line}",
-        "this is a policy or authentication refusal (5.7.x or the sender address); check "
-        "DIGEST_SMTP_USERNAME/PASSWORD, that DIGEST_FROM may send through this server "
-        "(SPF/DKIM, verified sender) and the provider account. No reader was changed; the "
-        "unsent deliveries stay pending -- run `digest send` again once fixed",
-    )
-
-
-class RateLimiter:
-    """Spaces sends evenly at ``rate`` per second (0 = no cap); ``slow_down`` halves it."""
-
-    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate = rate
-        self._clock = clock
-        self._next = 0.0
-        self._started = clock()
-        self._count = 0
-
-    def take(self) -> float:
-        """Count one send; return how many seconds it must wait first (0: go now)."""
-        self._count += 1
-        now = self._clock()
-        if self._next <= now:
-            self._next = now
-        delay = self._next - now
-        if self.rate > 0:
-            self._next += 1.0 / self.rate
-        return delay
-
-    def slow_down(self, pause: float) -> None:
-        """The provider is throttling: halve the rate (from the observed one if uncapped),
-        and hold every worker for ``pause`` seconds."""
-        now = self._clock()
-        current = self.rate or self._count / max(now - self._started, 1e-3)
-        self.rate = max(current / 2, 0.5)
-        self._next = max(self._next, now + pause)
 
 
 class SmtpPool:
@@ -255,22 +155,22 @@ class SmtpPool:
                 if reply.outcome is Outcome.ABORT:
                     self.stop(abort_error(reply))
                     return
-                if reply.code is None or reply.code == 421:
+                if reply.code is None or reply.code == ReplyCode.SERVICE_NOT_AVAILABLE:
                     self._on_drop(client, reply)
                     client = None
-                elif reply.code == 454:
+                elif reply.code == ReplyCode.TEMPORARY_AUTH_FAILURE:
                     self.limiter.slow_down(self._pause)
                 if client is not None and used >= self.settings.smtp_max_per_connection:
-                    await _quit(client)
+                    await close_connection(client)
                     client = None
         finally:
             if client is not None:
-                await _quit(client)
+                await close_connection(client)
 
     def _on_drop(self, client: aiosmtplib.SMTP, reply: Reply) -> None:
         client.close()
         self.reconnects += 1
-        if reply.code == 421:
+        if reply.code == ReplyCode.SERVICE_NOT_AVAILABLE:
             now = time.monotonic()
             self._recent_421 = [t for t in self._recent_421 if now - t < 60] + [now]
             if len(self._recent_421) >= 2:  # repeated 421: the provider is throttling us
@@ -282,17 +182,17 @@ class SmtpPool:
             _errors, text = await client.sendmail(job.sender, [job.recipient], job.data)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             refused = exc.recipients[0]
-            return _reply(refused.code, refused.message, Stage.RCPT)
+            return classified_reply(refused.code, refused.message, Stage.RCPT)
         except aiosmtplib.SMTPSenderRefused as exc:
-            return _reply(exc.code, exc.message, Stage.MAIL)
+            return classified_reply(exc.code, exc.message, Stage.MAIL)
         except aiosmtplib.SMTPResponseException as exc:
-            return _reply(exc.code, exc.message, Stage.DATA)
+            return classified_reply(exc.code, exc.message, Stage.DATA)
         except (aiosmtplib.SMTPException, OSError) as exc:
             # A drop or a timeout: we cannot know whether the server kept the message.
             return Reply(Outcome.DEFERRED, None, f"connection lost: {exc or type(exc).__name__}")
         except ValueError as exc:  # an address aiosmtplib will not put on the wire
             return Reply(Outcome.FAILED, None, f"not sent: {exc}")
-        return Reply(Outcome.SENT, 250, text)
+        return Reply(Outcome.SENT, ReplyCode.OK, text)
 
 
 def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
@@ -303,14 +203,3 @@ def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | Non
             return seen
         seen = seen.__cause__ or seen.__context__
     return None
-
-
-def _reply(code: int, text: str, stage: Stage) -> Reply:
-    return Reply(classify(code, text, stage), code, text)
-
-
-async def _quit(client: aiosmtplib.SMTP) -> None:
-    try:
-        await client.quit()
-    except (aiosmtplib.SMTPException, OSError):
-        client.close()
