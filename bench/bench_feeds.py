@@ -18,7 +18,8 @@ from pathlib import Path
 
 import feedparser
 
-from digest.articles.feeds import add_feed, fetch_all
+from digest.articles.feed_registry import add_feed
+from digest.articles.fetch import fetch_all
 from digest.articles.parse import FeedRejected, parse_feed
 from digest.config.settings import Settings
 from digest.store.engine import make_engine, make_sessionmaker, upgrade

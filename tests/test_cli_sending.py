@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.articles.feeds import add_feed
+from digest.articles.feed_registry import add_feed
 from digest.cli import main
 from digest.config.settings import Settings
 from digest.delivery.results import GROUP_COMMIT

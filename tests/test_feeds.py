@@ -16,7 +16,8 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.articles.feeds import add_feed, fetch_all, remove_feed
+from digest.articles.feed_registry import add_feed, remove_feed
+from digest.articles.fetch import fetch_all
 from digest.articles.parse import FeedRejected, parse_feed
 from digest.cli import main
 from digest.config.settings import Settings

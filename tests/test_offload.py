@@ -1,4 +1,4 @@
-"""The database work of a send on its own threads (``digest.run.offload``), on a real database:
+"""The database work of a send on its own threads (``run.db_thread``), on a real database:
 the gate that keeps the crash bound, claims one batch ahead, and a write that fails."""
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from digest.delivery.claims import Claim, claim
 from digest.delivery.plan import ensure_edition, plan
 from digest.delivery.results import GROUP_COMMIT
 from digest.readers.lifecycle import add_subscriber
-from digest.run.offload import ClaimFeeder, DbThread, LedgerWriter
+from digest.run.claim_feeder import ClaimFeeder
+from digest.run.db_thread import DbThread
+from digest.run.result_writer import ResultWriter
 from digest.store.models import Delivery, DeliveryState, Frequency
 
 CUTOFF = dt.datetime(2026, 11, 27, 5, 0, tzinfo=dt.UTC)
@@ -42,7 +44,7 @@ def test_results_written_on_a_thread_never_exceed_the_gate(
     claims = _claims(engine, sessions, 3 * GROUP_COMMIT)
     db = DbThread(engine, "test-ledger")
     errors: list[BaseException] = []
-    ledger = LedgerWriter(db, "w", errors.append)
+    ledger = ResultWriter(db, "w", errors.append)
 
     async def record() -> int:
         most = 0
@@ -73,7 +75,7 @@ def test_a_failed_write_stops_the_gate_and_keeps_the_results(
 
     execute(read_only)  # the ledger's own connection refuses writes from now on
     errors: list[BaseException] = []
-    ledger = LedgerWriter(db, "w", errors.append)
+    ledger = ResultWriter(db, "w", errors.append)
 
     async def record() -> None:
         for c in claims:

@@ -73,19 +73,19 @@ def _register() -> None:
     main.add_command(subscribers.group)
     main.add_command(preview)
 
-    from digest.cli import articles
+    from digest.cli import articles, feeds
 
-    main.add_command(articles.feeds_group)
-    main.add_command(articles.fetch)
+    main.add_command(feeds.feeds_group)
+    main.add_command(feeds.fetch)
     main.add_command(articles.articles_group)
 
     from digest.cli.serve import serve
 
     main.add_command(serve)
 
-    from digest.cli import sending
+    from digest.cli import local, sending
 
-    for command in (sending.send, sending.run, sending.status, sending.sink, sending.demo):
+    for command in (sending.send, sending.run, sending.status, local.sink, local.demo):
         main.add_command(command)
 
 

@@ -1,118 +1,23 @@
-"""``digest feeds ...``, ``digest fetch`` and ``digest articles ...``: where articles come from.
+"""``digest articles ...``: add, import and list articles by hand (feeds: ``cli.feeds``).
 
-``fetch`` and ``articles import`` exit 1 when something failed (a feed, a record) while still
-doing everything else, so cron and scripts can tell.
+``articles import`` exits 1 when a record was refused, while still importing every other
+record, so cron and scripts can tell.
 """
 
 from __future__ import annotations
 
 import io
-import sys
 
 import click
 
-from digest.articles import feeds as feed_store
-from digest.articles.fetch_report import FeedResult
 from digest.articles.json_import import import_articles, parse_datetime, record_to_article
 from digest.articles.store import article_as_dict, list_articles, upsert_article
 from digest.cli.context import App, pass_app
-from digest.cli.output import FORMAT_OPTION, echo_json, finish_import, print_rows
+from digest.cli.output import TEXT_OR_JSON, finish_import, print_rows
 
-__all__ = ["articles_group", "feeds_group", "fetch"]
+__all__ = ["articles_group"]
 
-_TEXT_OR_JSON = click.option("--format", "fmt", type=click.Choice(["text", "json"]),
-                             default="text", show_default=True,
-                             help="json is for scripts.")
-FEED_COLUMNS = ["url", "title", "topics", "last_fetched_at", "last_status", "last_error"]
 ARTICLE_COLUMNS = ["published_at", "title", "url", "topics"]
-
-
-@click.group("feeds")
-def feeds_group() -> None:
-    """Manage the RSS/Atom feeds that `digest fetch` polls.
-
-    \b
-    Examples:
-      digest feeds add https://stiri.example.ro/feed --topics local,politica
-      digest feeds list --format json
-      digest feeds remove https://stiri.example.ro/feed
-    """
-
-
-@feeds_group.command("add")
-@click.argument("url")
-@click.option("--topics", default=None, help="Comma-separated topics given to every article.")
-@pass_app
-def feeds_add(app: App, url: str, topics: str | None) -> None:
-    """Add a feed to poll (adding it again updates its topics).
-
-    \b
-    Example:
-      digest feeds add https://stiri.example.ro/sport/feed --topics sport
-    """
-    with app.sessions.begin() as session:
-        feed, created = feed_store.add_feed(session, url, topics)
-        shown = ",".join(feed.topics) or "-"
-        click.echo(f"{'Added' if created else 'Already present'}: {feed.url} (topics: {shown})")
-
-
-@feeds_group.command("list")
-@FORMAT_OPTION
-@pass_app
-def feeds_list(app: App, fmt: str) -> None:
-    """List feeds with the outcome of their last fetch.
-
-    \b
-    Example:
-      digest feeds list --format json
-    """
-    with app.sessions() as session:
-        rows = (feed_store.feed_as_dict(f) for f in feed_store.list_feeds(session))
-        count = print_rows(rows, FEED_COLUMNS, fmt)
-    if fmt == "table":
-        click.echo(f"{count} feed(s)", err=True)
-
-
-@feeds_group.command("remove")
-@click.argument("url")
-@pass_app
-def feeds_remove(app: App, url: str) -> None:
-    """Stop polling a feed; articles already fetched are kept.
-
-    \b
-    Example:
-      digest feeds remove https://stiri.example.ro/feed
-    """
-    with app.sessions.begin() as session:
-        feed = feed_store.remove_feed(session, url)
-    click.echo(f"Removed: {feed.url}")
-
-
-@click.command("fetch")
-@_TEXT_OR_JSON
-@pass_app
-def fetch(app: App, fmt: str) -> None:
-    """Poll every feed once and store new and changed articles.
-
-    Prints one line per feed and a total. Exits 1 if any feed failed (the others are still
-    fetched), 0 otherwise.
-
-    \b
-    Example:
-      digest fetch
-      digest fetch --format json | jq '.feeds[] | select(.ok | not)'
-    """
-    def show(result: FeedResult) -> None:
-        if fmt == "text":
-            click.echo(result.line())
-
-    report = feed_store.fetch_all(app.sessions, app.settings, on_feed=show)
-    if fmt == "json":
-        echo_json(report.as_dict())
-    else:
-        click.echo(report.summary())
-    if report.failed:
-        sys.exit(1)
 
 
 @click.group("articles")
@@ -156,7 +61,7 @@ def articles_add(app: App, title: str, url: str, summary: str | None, published:
 
 @articles_group.command("import")
 @click.argument("file", type=click.File("r", encoding="utf-8-sig"))
-@_TEXT_OR_JSON
+@TEXT_OR_JSON
 @pass_app
 def articles_import(app: App, file: io.TextIOWrapper, fmt: str) -> None:
     """Import articles from a JSON array or JSON Lines FILE (`-` reads stdin).

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import click
 
-__all__ = ["FORMAT_OPTION", "echo_json", "finish_import", "print_rows", "progress"]
+__all__ = ["FORMAT_OPTION", "TEXT_OR_JSON", "echo_json", "finish_import", "print_rows", "progress"]
 
 FORMAT_OPTION = click.option(
     "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
@@ -96,3 +96,8 @@ def progress(length: int | None, label: str) -> Iterator[Any]:
 class _Silent:
     def update(self, n_steps: int, current_item: Any = None) -> None:
         pass
+
+
+TEXT_OR_JSON = click.option("--format", "fmt", type=click.Choice(["text", "json"]),
+                            default="text", show_default=True,
+                            help="json prints one object for scripts.")

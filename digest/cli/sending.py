@@ -1,4 +1,4 @@
-"""``digest send``, ``digest run`` (cron), ``digest status``, ``digest sink`` and ``digest demo``.
+"""``digest send``, ``digest run`` (cron) and ``digest status``.
 
 ``send`` and ``run`` end with one summary line (or one JSON object with ``--format json``) and
 exit 0 when everything is done, 1 when something failed or was deferred (or a feed failed), 2 on
@@ -8,10 +8,8 @@ a usage or configuration error and 75 when another run holds the lock.
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from pathlib import Path
 
 import click
 
@@ -23,7 +21,7 @@ from digest.run.commands import SendOptions, join_send, run_all, send_digest
 from digest.run.report import RunReport
 from digest.store.models import DeliveryState, Frequency
 
-__all__ = ["demo", "run", "send", "sink", "status"]
+__all__ = ["run", "send", "status"]
 
 _FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
                        show_default=True, help="json prints one object for scripts.")
@@ -172,54 +170,3 @@ def status(app: App, fmt: str, limit: int) -> None:
     print_rows(rows, ["id", "frequency", "date", *[s.value for s in DeliveryState]], "table")
 
 
-@click.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=1025, show_default=True, type=int)
-@click.option("--dir", "folder", default="outbox", show_default=True,
-              type=click.Path(file_okay=False, path_type=Path))
-def sink(host: str, port: int, folder: Path) -> None:
-    """A local SMTP server that saves every message it gets as a .eml file (one per
-    recipient) and prints a line per message. It relays nothing. Ctrl-C stops it.
-
-    \b
-    Example:
-      digest sink --port 1025 --dir outbox
-      DIGEST_SMTP_HOST=127.0.0.1 DIGEST_SMTP_PORT=1025 DIGEST_SMTP_SECURITY=none digest send
-    """
-    from digest.transport.sink import Sink
-
-    with Sink(folder, host=host, port=port, on_message=lambda line: click.echo(line)):
-        click.echo(f"Listening on {host}:{port}; saving to {folder.resolve()} (Ctrl-C stops)")
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            click.echo("Stopped.")
-
-
-@click.command()
-@click.option("--dir", "folder", default=".", show_default=True,
-              type=click.Path(file_okay=False, path_type=Path),
-              help="Where the demo database and outbox go.")
-def demo(folder: Path) -> None:
-    """The whole job locally, nothing to configure: sample articles and readers in a SQLite
-    file, a local SMTP sink, today's digest sent through it. .env is ignored.
-
-    \b
-    Example:
-      mkdir try-digest && cd try-digest && digest demo
-    """
-    from digest.run.demo import DATABASE, run_demo
-
-    folder.mkdir(parents=True, exist_ok=True)
-    result = run_demo(folder, on_message=lambda line: click.echo(f"  received {line}"))
-    click.echo(result.report.summary())
-    if result.report.error is not None:
-        raise result.report.error
-    if result.files:
-        click.echo(f"\n{len(result.files)} message(s) saved in {result.outbox}/")
-        click.echo("Preview one: open it in a mail program (Thunderbird, Apple Mail, Outlook),")
-        click.echo(f"or read the raw message:  less {result.files[0]}")
-    else:
-        click.echo(f"\nToday's demo digest was sent already (see {result.outbox}/); delete "
-                   f"{DATABASE} to start over.")

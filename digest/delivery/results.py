@@ -5,7 +5,7 @@ whose result was not yet committed: at most ``GROUP_COMMIT`` buffered results pl
 per connection, i.e. ``GROUP_COMMIT + DIGEST_SEND_CONCURRENCY`` (54 with the defaults). Nothing
 is lost: unrecorded rows stay ``sending`` and are claimed again. A resent copy has the same
 Message-ID, so most mailbox providers fold it away. (On PostgreSQL the groups are written on a
-thread of their own, ``run.offload``, whose gate keeps the same bound.)
+thread of their own, ``run.result_writer``, whose gate keeps the same bound.)
 
 The pipeline reports each result as it comes in; the ``Recorder`` buffers them and writes one
 transaction per ``GROUP_COMMIT`` results (or whenever ``flush`` is called, e.g. on a timer):
@@ -151,7 +151,7 @@ class Results:
 @dataclass
 class Recorder:
     """Buffers results; every ``group`` of them is written (``flush``), or handed to
-    ``on_full`` when set, which then writes them elsewhere (see ``digest.run.offload``)."""
+    ``on_full`` when set, which then writes them elsewhere (see ``run.db_thread``)."""
 
     engine: Engine
     group: int = GROUP_COMMIT

@@ -1,7 +1,7 @@
 """The whole job: fetch -> plan -> (claim -> compose -> render -> send -> record)*.
 
 The only module that knows every stage. ``send_digest`` takes the run lock, creates the edition
-and its deliveries, then streams them out (``digest.run.sender``). ``join_send`` is an extra sender
+and its deliveries, then streams them out (``run.sender``). ``join_send`` is an extra sender
 for PostgreSQL (``digest send --join``): no lock, no planning, it claims due deliveries of the
 editions that exist, next to the planner and to any number of other joiners, each claim taken
 with ``FOR UPDATE SKIP LOCKED`` so that no delivery is handed to two senders.
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from digest.articles.fetch import fetch_all
 from digest.compose import edition_selection
 from digest.config.errors import ConfigError, DigestError
 from digest.config.settings import Settings
@@ -30,8 +31,9 @@ from digest.delivery.plan import ensure_edition, plan, set_edition_articles
 from digest.delivery.presence import Presence
 from digest.delivery.run_lock import RunLock
 from digest.delivery.snapshots import edition_view_for, load_candidates
+from digest.run.dry_run import dry_run
 from digest.run.report import RunReport
-from digest.run.sender import Progress, StreamingSend
+from digest.run.sender import Progress, Sender
 from digest.store.models import Frequency, utcnow
 
 __all__ = ["RunReport", "SendOptions", "check_ready", "join_send", "run_all",
@@ -84,8 +86,6 @@ def send_digest(engine: Engine, settings: Settings, options: SendOptions = SendO
     report = RunReport(frequency=options.frequency.value, dry_run=options.dry_run)
     started = time.monotonic()
     if options.dry_run:  # no lock, no fetch, nothing written
-        from digest.run.dry_run import dry_run
-
         dry_run(engine, settings, options.frequency, edition_date(settings, options), report)
         report.duration_s = time.monotonic() - started
         return report
@@ -138,7 +138,7 @@ def _stream(engine: Engine, settings: Settings, options: SendOptions, report: Ru
     tick = progress(due) if progress is not None else None
     # Presence before the first claim, released after the last result is written.
     with Presence(engine) as worker:
-        run = StreamingSend(engine, settings, report, tick, retry_before, worker)
+        run = Sender(engine, settings, report, tick, retry_before, worker)
         try:
             asyncio.run(run.main())
         except DigestError as exc:
@@ -155,10 +155,6 @@ def run_all(engine: Engine, settings: Settings, sessions: sessionmaker[Session],
     run exits at once). A failed feed does not stop the send. A dry run fetches nothing."""
 
     def fetch(report: RunReport) -> None:
-        from digest.articles.feeds import (
-            fetch_all,  # the fetch stage, imported only where it is used
-        )
-
         fetched = fetch_all(sessions, settings)
         report.feeds_failed = fetched.failed
         report.articles_new = fetched.new

@@ -4,7 +4,7 @@ Each SMTP worker, when its connection is free, pulls the next message. Deliverie
 a batch at a time, one batch ahead, and each reader's digest is composed (memoized for readers
 with the same inputs), rendered once per distinct digest and filled in per reader just in time.
 Each reply is recorded, and written in small group commits. The database work (claims, reader
-loads, result writes, heartbeats) runs on two threads of its own (``digest.run.offload``), so the
+loads, result writes, heartbeats) runs on two threads of its own (``run.db_thread``), so the
 event loop never waits on the database. Memory stays flat whatever the number of readers: two
 claimed batches at most.
 
@@ -32,14 +32,16 @@ from digest.config.settings import Settings
 from digest.delivery.claims import Claim
 from digest.delivery.results import Recorder
 from digest.render.message import RenderedDigest, Renderer
-from digest.run.offload import ClaimedBatch, ClaimFeeder, DbThread, LedgerWriter
+from digest.run.claim_feeder import ClaimedBatch, ClaimFeeder
+from digest.run.db_thread import DbThread
+from digest.run.result_writer import ResultWriter
 from digest.transport.pool import Job, SmtpPool
 from digest.transport.replies import Outcome, Reply
 
 if TYPE_CHECKING:
     from digest.run.report import RunReport
 
-__all__ = ["Progress", "StreamingSend", "heartbeat_every"]
+__all__ = ["Progress", "Sender", "heartbeat_every"]
 
 Progress = Callable[[int], None]
 _FLUSH_EVERY = 0.25  # seconds: results reach the database at least this often
@@ -51,7 +53,7 @@ def heartbeat_every(claim_timeout: float) -> float:
     return max(min(claim_timeout / 4, 60.0), 0.05)
 
 
-class StreamingSend:
+class Sender:
     """One streaming send: workers pull jobs; each is claimed, composed and rendered just in
     time, and its result recorded."""
 
@@ -68,7 +70,7 @@ class StreamingSend:
         self.threads = DbThread.for_sending(engine)
         self.feeder = ClaimFeeder(self.threads[0], settings, worker, batch,
                                   retry_deferred_before)
-        self.ledger = LedgerWriter(self.threads[1], worker, self.pool.stop)
+        self.ledger = ResultWriter(self.threads[1], worker, self.pool.stop)
         self.recorder = self.ledger.recorder
         self.outstanding: dict[int, Claim] = {}  # claimed, no result yet
         self.claims: deque[Claim] = deque()  # claimed, not yet handed to a worker

@@ -27,7 +27,7 @@ from digest.store.models import Frequency, Subscriber, SubscriberStatus
 from digest.web.context import WebContext, web_context
 from digest.web.security import read_form
 
-__all__ = ["BAD_LINK", "ReaderView", "load_view", "origin_of", "reader_id", "routes"]
+__all__ = ["BAD_LINK", "LinkedReader", "load_view", "origin_of", "reader_id", "routes"]
 
 BAD_LINK = ("This link does not work. It may have been cut short when it was copied, or it is "
             "too old. Use the link in the most recent email, or sign up again.")
@@ -36,7 +36,7 @@ _OUT = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatu
 
 
 @dataclass(frozen=True)
-class ReaderView:
+class LinkedReader:
     """What the pages show about a reader: plain values, read in one short session."""
 
     id: int
@@ -48,12 +48,12 @@ class ReaderView:
     plain_text_only: bool
 
 
-def _view(sub: Subscriber) -> ReaderView:
-    return ReaderView(sub.id, sub.email, sub.name, sub.status, list(sub.topics), sub.frequency,
+def _view(sub: Subscriber) -> LinkedReader:
+    return LinkedReader(sub.id, sub.email, sub.name, sub.status, list(sub.topics), sub.frequency,
                       sub.plain_text_only)
 
 
-def load_view(sessions: sessionmaker[Session], subscriber_id: int) -> ReaderView | None:
+def load_view(sessions: sessionmaker[Session], subscriber_id: int) -> LinkedReader | None:
     with sessions() as session:
         sub = session.get(Subscriber, subscriber_id)
         return _view(sub) if sub is not None else None
@@ -68,7 +68,7 @@ def reader_id(ctx: WebContext, purpose: Purpose, token: str) -> int:
         raise HTTPException(400, BAD_LINK) from None
 
 
-async def reader(ctx: WebContext, purpose: Purpose, token: str) -> ReaderView:
+async def reader(ctx: WebContext, purpose: Purpose, token: str) -> LinkedReader:
     view = await ctx.db(load_view, ctx.sessions, reader_id(ctx, purpose, token))
     if view is None:  # erased: the token was genuine, but there is nobody to show
         raise HTTPException(400, BAD_LINK)
@@ -81,7 +81,7 @@ def origin_of(request: Request, source: str, detail: str) -> Origin:
 
 
 def _apply(sessions: sessionmaker[Session], subscriber_id: int, origin: Origin,
-           action: Callable[[Session, Subscriber, Origin], bool]) -> ReaderView | None:
+           action: Callable[[Session, Subscriber, Origin], bool]) -> LinkedReader | None:
     """Run one idempotent lifecycle step (confirm, unsubscribe) in its own transaction."""
     with sessions.begin() as session:
         sub = session.get(Subscriber, subscriber_id)
@@ -91,7 +91,7 @@ def _apply(sessions: sessionmaker[Session], subscriber_id: int, origin: Origin,
         return _view(sub)
 
 
-def _confirmed_page(ctx: WebContext, view: ReaderView) -> Response:
+def _confirmed_page(ctx: WebContext, view: LinkedReader) -> Response:
     return ctx.render("confirmed.html.j2", private=True, title="Subscription confirmed",
                       reader=view,
                       preferences=ctx.path("preferences", ctx.token(Purpose.PREFERENCES, view.id)))
@@ -119,7 +119,7 @@ async def confirm_post(request: Request) -> Response:
     return _confirmed_page(ctx, view)
 
 
-def _unsubscribed_page(ctx: WebContext, view: ReaderView) -> Response:
+def _unsubscribed_page(ctx: WebContext, view: LinkedReader) -> Response:
     return ctx.render("unsubscribed.html.j2", private=True, title="You are unsubscribed",
                       reader=view, signup=ctx.path(""),
                       preferences=ctx.path("preferences", ctx.token(Purpose.PREFERENCES, view.id)))

@@ -22,7 +22,7 @@ from digest.readers.lifecycle import Origin, erase, parse_topics, personal_data,
 from digest.render.tokens import Purpose
 from digest.store.models import Frequency, Subscriber
 from digest.web.context import NO_STORE, WebContext, web_context
-from digest.web.links import BAD_LINK, ReaderView, load_view, origin_of, reader, reader_id
+from digest.web.links import BAD_LINK, LinkedReader, load_view, origin_of, reader, reader_id
 from digest.web.security import read_form
 from digest.web.signup import load_topics
 
@@ -55,7 +55,7 @@ def _erase(sessions: sessionmaker[Session], subscriber_id: int, origin: Origin) 
         return True
 
 
-async def _page(ctx: WebContext, view: ReaderView, status: int = 200, *, notice: str = "",
+async def _page(ctx: WebContext, view: LinkedReader, status: int = 200, *, notice: str = "",
                 error: str = "") -> Response:
     topics = sorted(set(await ctx.db(load_topics, ctx.sessions)) | set(view.topics))
     base = ctx.path("preferences", ctx.token(Purpose.PREFERENCES, view.id))

@@ -1,4 +1,4 @@
-"""Feeds: the list of feeds to poll, and ``fetch_all`` which polls each once.
+"""``digest fetch``: poll every feed once and store what is new.
 
 The network work (download + parse) runs in a few worker threads; everything that touches the
 database runs on the calling thread, one transaction per feed. A bad feed never stops the run:
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -21,83 +21,20 @@ from sqlalchemy import select
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from digest.articles.feed_registry import find_feed
 from digest.articles.fetch_report import FeedResult, FetchReport
 from digest.articles.http import Download, Validators, download, user_agent
 from digest.articles.parse import FeedRejected, ParsedEntry, ParsedFeed, parse_feed
-from digest.articles.sanitize import safe_url
-from digest.articles.store import ArticleData, canonical_url, iso_utc, upsert_article
-from digest.config.errors import InvalidInput, NotFound
+from digest.articles.store import ArticleData, upsert_article
+from digest.config.errors import InvalidInput
 from digest.config.settings import Settings
 from digest.readers.lifecycle import parse_topics
 from digest.store.models import Feed, utcnow
 
-__all__ = [
-    "FeedResult",
-    "FetchReport",
-    "add_feed",
-    "feed_as_dict",
-    "fetch_all",
-    "find_feed",
-    "list_feeds",
-    "remove_feed",
-]
+__all__ = ["fetch_all", "scoped_guid"]
+
 
 WORKERS = 4
-_HTTP = frozenset({"http", "https"})
-
-
-def _check_url(url: str) -> str:
-    checked = safe_url(url.strip(), schemes=_HTTP)
-    if checked is None or len(checked) > 2000:
-        raise InvalidInput(f"{url!r} is not an absolute http(s) URL",
-                           "give the feed's full address, e.g. https://news.example.ro/feed")
-    return checked
-
-
-def find_feed(session: Session, url: str) -> Feed | None:
-    """The feed stored under ``url`` (exactly, or in canonical form)."""
-    exact = session.scalars(select(Feed).where(Feed.url == url.strip())).first()
-    if exact is not None:
-        return exact
-    wanted = canonical_url(url)
-    return next((f for f in session.scalars(select(Feed)) if canonical_url(f.url) == wanted), None)
-
-
-def add_feed(session: Session, url: str, topics: Iterable[str] | str | None = None,
-             title: str | None = None) -> tuple[Feed, bool]:
-    """Add a feed (or update the topics of an existing one); returns (feed, created)."""
-    checked = _check_url(url)
-    feed = find_feed(session, checked)
-    if feed is not None:
-        if topics is not None:
-            feed.topics = parse_topics(topics)
-        return feed, False
-    feed = Feed(url=checked, topics=parse_topics(topics), title=title)
-    session.add(feed)
-    session.flush()
-    return feed, True
-
-
-def remove_feed(session: Session, url: str) -> Feed:
-    """Delete a feed; its articles stay (their feed link is cleared)."""
-    feed = find_feed(session, url)
-    if feed is None:
-        raise NotFound(f"no feed {url!r}", "see the stored URLs with: digest feeds list")
-    session.delete(feed)
-    session.flush()
-    return feed
-
-
-def list_feeds(session: Session) -> Iterator[Feed]:
-    yield from session.scalars(select(Feed).order_by(Feed.id))
-
-
-def feed_as_dict(feed: Feed) -> dict[str, object]:
-    return {
-        "url": feed.url, "title": feed.title, "topics": list(feed.topics or []),
-        "last_fetched_at": iso_utc(feed.last_fetched_at) if feed.last_fetched_at else None,
-        "last_status": feed.last_status, "last_error": feed.last_error,
-    }
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,108 @@
+"""Write each group of results (``delivery.results``) and the heartbeat on the ledger thread.
+
+**The crash bound stays true.** A worker takes a new message only while fewer than
+``GROUP_COMMIT`` results are uncommitted (buffered, or being written), so at any moment at most
+``GROUP_COMMIT - 1`` results plus one message per connection are at risk, i.e. fewer than
+``GROUP_COMMIT + DIGEST_SEND_CONCURRENCY`` (see ``delivery.results``). A group is handed to
+the writer when half full, so the next half fills while it is written and nobody waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+from collections.abc import Callable
+
+from digest.delivery.claims import heartbeat
+from digest.delivery.results import GROUP_COMMIT, Recorder, Results
+from digest.run.db_thread import DbThread
+
+__all__ = ["FLUSH_AT", "ResultWriter"]
+
+
+FLUSH_AT = GROUP_COMMIT // 2  # results handed to the writer at once (the gate is GROUP_COMMIT)
+
+
+class ResultWriter:
+    """Results are recorded on the loop (``recorder``) and written on the ledger thread."""
+
+    gate = GROUP_COMMIT  # no new message while this many results are uncommitted
+
+    def __init__(self, db: DbThread, worker: str,
+                 on_error: Callable[[BaseException], None]) -> None:
+        self.worker = worker
+        # Threaded, a group is handed over half full (see above); inline, it is written whole.
+        self.recorder = Recorder(db.engine, group=GROUP_COMMIT if db.inline else FLUSH_AT,
+                                 on_full=self.flush_soon)
+        self.db = db
+        self._on_error = on_error
+        self._writing: Results | None = None  # the group being written
+        self._write: cf.Future[None] | None = None
+        self._written = asyncio.Event()
+        self.error: BaseException | None = None
+        self._closed = False
+
+    @property
+    def uncommitted(self) -> int:
+        return len(self.recorder) + (len(self._writing) if self._writing is not None else 0)
+
+    def flush_soon(self) -> None:
+        """Hand the buffered results to the writer (unless a write is under way: when it
+        ends, the next one starts)."""
+        if self._writing is not None or self._closed or not len(self.recorder):
+            return
+        taken = self._writing = self.recorder.take()
+        write = self._write = self.db.submit(taken.write)
+        if write.done():  # inline (SQLite): written already
+            self._done(write)
+        else:
+            asyncio.wrap_future(write).add_done_callback(lambda _: self._done(write))
+
+    def _done(self, write: cf.Future[None]) -> None:
+        if self._closed:
+            return  # close() has dealt with it
+        taken, self._writing, self._write = self._writing, None, None
+        error = None if write.cancelled() else write.exception()
+        if error is not None:
+            assert taken is not None
+            self.recorder.put_back(taken)  # kept: the final flush tries them again
+            self.error = error
+            self._on_error(error)
+        self._written.set()
+        if error is None and len(self.recorder) >= self.recorder.group:
+            self.flush_soon()
+
+    async def room(self) -> None:
+        """Wait until another message may be sent without breaking the crash bound."""
+        while self.uncommitted >= self.gate:
+            if self.error is not None:
+                raise self.error
+            self.flush_soon()
+            self._written.clear()
+            await self._written.wait()
+
+    def beat(self) -> None:
+        """Refresh this sender's claims (on the ledger thread, in order with the writes)."""
+        if not self._closed:
+            future = asyncio.wrap_future(self.db.submit(lambda c: heartbeat(c, self.worker)))
+            future.add_done_callback(self._beat_done)
+
+    def _beat_done(self, future: asyncio.Future[int]) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            self._on_error(future.exception())  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        """Write everything still buffered (after any write under way). Blocking: called once,
+        when the sending is over."""
+        self._closed = True
+        rest = self.recorder.take()
+        if self._write is not None and self._writing is not None:
+            if self._write.exception() is not None:  # waits for it; failed: try again
+                rest.extend(self._writing)
+            self._write = self._writing = None
+        if len(rest):
+            try:
+                self.db.submit(rest.write).result()
+            except BaseException:
+                self.recorder.put_back(rest)
+                raise
