@@ -1,4 +1,7 @@
-"""Allow ``python -m digest``."""
+"""Allow ``python -m digest``.
+
+May import: cli.
+"""
 
 from digest.cli import main
 

@@ -13,6 +13,8 @@ The rules:
 - an article the reader already received is never included again;
 - a reader with topics gets only articles carrying one of them;
 - newest first, at most ``max_items``; nothing left means no email (``None``).
+
+May import: store (its enums only).
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """Bad input that was reported and skipped: shared by every importer (subscribers CSV, articles
-JSON), so each reports problems the same way and keeps only a bounded sample in memory."""
+JSON), so each reports problems the same way and keeps only a bounded sample in memory.
+
+May import: nothing else of digest.
+"""
 
 from __future__ import annotations
 

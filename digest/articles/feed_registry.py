@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 from digest.articles.sanitize import safe_url
 from digest.articles.store import canonical_url, iso_utc
 from digest.config.errors import InvalidInput, NotFound
-from digest.readers.lifecycle import parse_topics
 from digest.store.models import Feed
+from digest.topics import parse_topics
 
 __all__ = ["add_feed", "feed_as_dict", "find_feed", "list_feeds", "remove_feed"]
 

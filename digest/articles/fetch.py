@@ -28,8 +28,8 @@ from digest.articles.parse import FeedRejected, ParsedEntry, ParsedFeed, parse_f
 from digest.articles.store import ArticleData, upsert_article
 from digest.config.errors import InvalidInput
 from digest.config.settings import Settings
-from digest.readers.lifecycle import parse_topics
 from digest.store.models import Feed, utcnow
+from digest.topics import parse_topics
 
 __all__ = ["fetch_all", "scoped_guid"]
 

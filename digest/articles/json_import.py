@@ -24,7 +24,7 @@ from digest.articles.sanitize import excerpt, safe_image_url, safe_url, sanitize
 from digest.articles.store import ArticleData, Change, upsert_article
 from digest.config.errors import InvalidInput
 from digest.problems import Problem, ProblemLog
-from digest.readers.lifecycle import parse_topics
+from digest.topics import parse_topics
 
 __all__ = ["ImportReport", "Problem", "import_articles", "parse_datetime", "record_to_article"]
 

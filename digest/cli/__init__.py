@@ -3,6 +3,9 @@
 This is the only place that turns a ``DigestError`` into an exit code and a message with a hint.
 Exit codes: 0 done; 1 some work failed; 2 usage or configuration error; 75 another run holds the
 lock.
+
+May import: every package (``web`` only from ``digest serve``, so other commands never load
+Starlette).
 """
 
 from __future__ import annotations

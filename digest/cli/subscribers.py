@@ -13,6 +13,7 @@ from digest.cli.output import FORMAT_OPTION, echo_json, finish_import, print_row
 from digest.readers import lifecycle as subs
 from digest.readers.csv_io import export_subscribers, import_subscribers
 from digest.store.models import Frequency, Subscriber, SubscriberStatus
+from digest.topics import parse_topics
 
 __all__ = ["group"]
 
@@ -52,7 +53,7 @@ def add(app: App, email: str, name: str | None, topics: str, frequency: str,
     """
     status = SubscriberStatus.PENDING if pending else SubscriberStatus.ACTIVE
     with app.sessions.begin() as session:
-        sub = subs.add_subscriber(session, email, name=name, topics=subs.parse_topics(topics),
+        sub = subs.add_subscriber(session, email, name=name, topics=parse_topics(topics),
                                   frequency=Frequency(frequency), timezone=timezone,
                                   locale=locale, status=status, origin=subs.Origin("cli"))
         click.echo(f"Added {sub.email} ({sub.status.value}).")

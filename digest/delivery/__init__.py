@@ -1,1 +1,6 @@
-"""TODO."""
+"""The delivery ledger: plan an edition's deliveries, claim them in batches, record each
+result, and the guards around a run -- the run lock and sender presence. Also the snapshots:
+plain views of rows that compose and render take.
+
+May import: config, store, compose, readers.
+"""

@@ -32,7 +32,6 @@ from digest.readers.lifecycle import (
     parse_frequency,
     parse_status,
     parse_timezone,
-    parse_topics,
     suppression_key,
 )
 from digest.store.models import (
@@ -43,6 +42,7 @@ from digest.store.models import (
     Suppression,
     utcnow,
 )
+from digest.topics import parse_topics
 
 __all__ = ["EXPORT_COLUMNS", "ImportReport", "Problem", "export_subscribers", "import_subscribers"]
 

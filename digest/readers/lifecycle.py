@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -32,6 +32,7 @@ from digest.store.models import (
     Suppression,
     utcnow,
 )
+from digest.topics import parse_topics
 
 __all__ = [
     "Origin",
@@ -41,7 +42,7 @@ __all__ = [
     "find_subscriber",
     "get_subscriber",
     "is_suppressed",
-    "parse_topics",
+
     "personal_data",
     "record_event",
     "suppress",
@@ -61,12 +62,6 @@ class Origin:
     ip: str | None = None
     user_agent: str | None = None
     detail: str | None = None
-
-
-def parse_topics(raw: str | Iterable[str] | None) -> list[str]:
-    """``"Sport, politics"`` or a list -> ``["politics", "sport"]``: trimmed, lower, unique."""
-    items = raw.replace(";", ",").split(",") if isinstance(raw, str) else list(raw or [])
-    return sorted({t.strip().lower() for t in items if t and t.strip()})
 
 
 def parse_frequency(raw: str | Frequency | None) -> Frequency:

@@ -2,6 +2,8 @@
 in every email (confirm, unsubscribe, preferences), the privacy notice and the archive.
 
 ``create_app(settings)`` builds it; see ``digest.web.app`` for the paths and proxy setup.
+
+May import: config, store, topics, readers, render, transport.
 """
 
 from digest.web.app import create_app

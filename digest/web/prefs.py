@@ -18,9 +18,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from digest.readers.lifecycle import Origin, erase, parse_topics, personal_data, update_preferences
+from digest.readers.lifecycle import Origin, erase, personal_data, update_preferences
 from digest.render.tokens import Purpose
 from digest.store.models import Frequency, Subscriber
+from digest.topics import parse_topics
 from digest.web.context import NO_STORE, WebContext, web_context
 from digest.web.links import BAD_LINK, LinkedReader, load_view, origin_of, reader, reader_id
 from digest.web.security import read_form

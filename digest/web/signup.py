@@ -45,10 +45,10 @@ from digest.readers.lifecycle import (
     add_subscriber,
     find_subscriber,
     is_suppressed,
-    parse_topics,
     record_event,
 )
 from digest.store.models import Article, ConsentKind, Feed, Subscriber, SubscriberStatus
+from digest.topics import parse_topics
 from digest.web.confirmation import send_confirmation
 from digest.web.context import WebContext, web_context
 from digest.web.security import HONEYPOT_FIELD, honeypot_filled, read_form
