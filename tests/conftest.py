@@ -23,6 +23,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest.config.settings import Settings, SmtpSecurity
 from digest.store.engine import make_engine, make_sessionmaker, upgrade
 
+# Real servers under a temp folder (Postfix, Dovecot, SpamAssassin), skipped when absent.
+pytest_plugins = ["tests.postfix_server", "tests.dovecot_server", "tests.spamassassin_check"]
+
 PG_URL = os.environ.get("DIGEST_TEST_DATABASE_URL")
 SECRET = "test-secret-key-0123456789abcdef"
 
@@ -149,3 +152,22 @@ def cli_env(settings: Settings) -> dict[str, str]:
         "DIGEST_SMTP_TIMEOUT": str(settings.smtp_timeout),
         "DIGEST_LOCK_DIR": str(settings.lock_dir or ""),
     }
+
+
+# CI installs every real server the tests use; there, a test skipped because one is missing is
+# a failure (a green run must not hide an install step that broke).
+_SERVERS = ("chromium", "postfix", "dovecot", "spamassassin", "spamd")
+_missing_servers: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and os.environ.get("CI"):
+        reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else ""
+        if any(name in reason.lower() for name in _SERVERS):
+            _missing_servers.append(f"{report.nodeid}: {reason}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _missing_servers:
+        print("\nCI must not skip tests for a missing server:\n  " + "\n  ".join(_missing_servers))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
