@@ -73,3 +73,20 @@ def test_subscriber_walkthrough_runs_as_written(settings: Settings, tmp_path: Pa
         assert result.exit_code == 0, (argv, result.output)
     assert os.path.exists(tmp_path / "backup.csv")
     assert re.search(r"maria@exemplu\.ro", (tmp_path / "backup.csv").read_text("utf-8"))
+
+
+def _leaf_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = []
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group):
+            found += _leaf_commands(command, (*prefix, name))
+        else:
+            found.append((*prefix, name))
+    return found
+
+
+@pytest.mark.parametrize("path", _leaf_commands(main), ids=" ".join)
+def test_every_command_appears_in_the_readme(path: tuple[str, ...]) -> None:
+    # As sqlite-utils does: a command nobody can find in the README does not exist for users.
+    shown = {tuple(argv[:len(path)]) for _, argv in COMMANDS}
+    assert path in shown, f"`digest {' '.join(path)}` is not shown in any ```sh block of README.md"
