@@ -80,9 +80,41 @@ def encode_phrase(text: str, *, quote_specials: bool = True) -> str:
     if text.isascii():
         if not quote_specials or _ATOM_PHRASE.fullmatch(text):
             return text
-        escaped = text.replace("\\", "\\\\").replace('"', '\\"')
-        return f'"{escaped}"'
-    return "\r\n ".join(_encoded_words(text))
+        return _quoted(text)
+    words = _encoded_words(text)
+    if quote_specials and len(words) > 1:
+        words = _mixed_phrase(text)
+    return "\r\n ".join(words)
+
+
+def _quoted(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def _mixed_phrase(text: str) -> list[str]:
+    """A long display name as ASCII words and encoded words taking turns.
+
+    RFC 2047 decoders drop the space between two adjacent encoded words, while CPython's
+    address parser (and others) keep one; so a name that needs several encoded words is split
+    at its spaces, its ASCII words written as they are, so that no two encoded words meet
+    unless a run of non-ASCII words alone is longer than one word. Both kinds of reader then
+    show the same name.
+    """
+    runs: list[tuple[bool, list[str]]] = []  # (ASCII?, words)
+    for word in text.split(" "):
+        if runs and runs[-1][0] == word.isascii():
+            runs[-1][1].append(word)
+        else:
+            runs.append((word.isascii(), [word]))
+    out: list[str] = []
+    for is_ascii, words in runs:
+        piece = " ".join(words)
+        if not is_ascii:
+            out += _encoded_words(piece)
+        else:
+            out.append(piece if _ATOM_PHRASE.fullmatch(piece) else _quoted(piece))
+    return out
 
 
 def idna_domain(domain: str) -> str:
