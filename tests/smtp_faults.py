@@ -14,6 +14,7 @@ import asyncio
 import email
 import email.policy
 import ssl
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -40,6 +41,10 @@ class FaultHandler:
     accepted_at: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     envelope_from: list[str] = field(default_factory=list)
     data_count: int = 0
+    # Set when the first DATA arrives; while ``hold`` is given and not set, DATA replies wait:
+    # a test can keep a sender mid-run for as long as it needs (no sleeping on guesses).
+    arrived: threading.Event = field(default_factory=threading.Event)
+    hold: threading.Event | None = None
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
                           rcpt_options: list[str]) -> str:
@@ -52,6 +57,10 @@ class FaultHandler:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.data_count += 1
         number = self.data_count
+        self.arrived.set()
+        if self.hold is not None:
+            while not self.hold.is_set():
+                await asyncio.sleep(0.01)
         rcpt = envelope.rcpt_tos[0]
         if number in self.cut_at:
             server.transport.close()  # received, never answered: the client cannot know

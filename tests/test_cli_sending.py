@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -133,11 +134,20 @@ def test_two_sends_at_once_send_nothing_twice(settings: Settings, tmp_path: Path
                                               sessions: sessionmaker[Session]) -> None:
     add_articles(sessions)
     add_readers(sessions, READERS[:20])
-    with fault_server(FaultHandler(delay=0.03)) as (handler, port):
+    hold = threading.Event()
+    with fault_server(FaultHandler(hold=hold)) as (handler, port):
         s = replace(settings, smtp_port=port, send_concurrency=2, batch_size=5)
-        first, second = _spawn(s, tmp_path), _spawn(s, tmp_path)
-        outcomes = sorted([first.wait(60), second.wait(60)])
-    assert outcomes in ([0, 75], [0, 0])  # overlapping: one is refused; else nothing left
+        first = _spawn(s, tmp_path)
+        try:
+            # The first run is provably mid-send: its first message is at the server, held.
+            assert handler.arrived.wait(30), "the first run never reached the server"
+            second = _spawn(s, tmp_path)
+            _, err = second.communicate(timeout=60)
+            assert second.returncode == 75 and "lock" in err.lower()  # refused while overlapping
+            assert first.poll() is None, "the runs overlapped: the first was still sending"
+        finally:
+            hold.set()
+        assert first.wait(60) == 0
     assert sorted(handler.accepted) == READERS[:20]
     assert all(len(copies) == 1 for copies in handler.accepted.values())
 

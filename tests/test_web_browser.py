@@ -120,10 +120,15 @@ def test_invalid_address_and_rate_limit_pages(page: Any, smtp_settings: Settings
         page.click("button[type=submit]")
         page.wait_for_selector(".error")
         shot(page, "subscribe-error")
+        assert page.input_value("#email") == "ana@", "the reader's input is kept to correct"
+        assert page.locator("button[type=submit]").is_enabled()
         page.fill("#email", "ana@example.ro")
-        page.click("button[type=submit]")
+        with page.expect_response(lambda r: r.request.method == "POST") as answer:
+            page.click("button[type=submit]")
+        assert answer.value.status == 429
         page.wait_for_selector("h1:has-text('Too many sign-ups')")
         shot(page, "error-429")
+        assert status_of(server, "ana@example.ro") is None, "a limited sign-up stores nothing"
 
 
 def test_unsubscribe_from_a_digest_link(page: Any, server: LiveServer) -> None:

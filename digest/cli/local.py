@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-import time
+import signal
+import threading
 from pathlib import Path
 
 import click
@@ -27,13 +28,16 @@ def sink(host: str, port: int, folder: Path) -> None:
     """
     from digest.transport.sink import Sink
 
+    stop = threading.Event()
+    # Ctrl-C and SIGTERM (systemd, kill) both just set the event: the server then stops in the
+    # main thread's own time, never with a KeyboardInterrupt raised in the middle of something.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     with Sink(folder, host=host, port=port, on_message=lambda line: click.echo(line)):
         click.echo(f"Listening on {host}:{port}; saving to {folder.resolve()} (Ctrl-C stops)")
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            click.echo("Stopped.")
+        while not stop.wait(0.5):
+            pass
+    click.echo("Stopped.")
 
 
 @click.command()
