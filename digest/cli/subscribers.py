@@ -9,7 +9,7 @@ import click
 from sqlalchemy import select
 
 from digest.cli.context import App, pass_app
-from digest.cli.output import FORMAT_OPTION, echo_json, finish_import, print_rows
+from digest.cli.output import FORMAT_OPTION, TEXT_OR_JSON, echo_json, finish_import, print_rows
 from digest.readers import lifecycle as subs
 from digest.readers.csv_io import export_subscribers, import_subscribers
 from digest.store.models import Frequency, Subscriber, SubscriberStatus
@@ -83,8 +83,7 @@ def list_(app: App, status: str | None, fmt: str) -> None:
 
 @group.command("show")
 @click.argument("email")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True)
+@TEXT_OR_JSON
 @pass_app
 def show(app: App, email: str, fmt: str) -> None:
     """Show one subscriber with their consent history.
@@ -150,8 +149,7 @@ def delete(app: App, email: str, yes: bool) -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--status", type=click.Choice(["active", "pending"]), default="active",
               show_default=True, help="Status for rows without a status column.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True)
+@TEXT_OR_JSON
 @pass_app
 def import_(app: App, file: Path, status: str, fmt: str) -> None:
     """Import subscribers from a CSV file with a header row (column `email` required).
