@@ -66,6 +66,8 @@ def _finish(report: RunReport, fmt: str) -> None:
     if fmt == "json":
         echo_json(report.as_dict())
     else:
+        for url, why in report.failed_feeds:  # as `digest fetch` shows them
+            click.echo(f"FAIL {url}  {why}", err=True)
         click.echo(report.summary())
     if report.error is not None:
         click.echo(f"Error: {report.error.message}", err=True)
