@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import click
 import pytest
 import trustme
 from click.testing import CliRunner
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest.articles.feed_registry import add_feed
 from digest.cli import main
+from digest.cli.exit_codes import EXIT_CODES
 from digest.config.settings import Settings, SmtpSecurity
 from digest.store.models import Delivery, DeliveryState
 from tests.conftest import SmtpServer, cli_env, free_port
@@ -202,3 +204,31 @@ def test_the_error_says_which_env_was_read_and_init_creates_the_database(
     assert sorted(p.name for p in tmp_path.iterdir()) == [".env"]
     assert digest("init").returncode == 0
     assert digest("status").returncode == 0
+
+
+# --- exit codes, documented --------------------------------------------------------------
+
+def _leaf_commands(group: click.Group, prefix: str = "") -> list[str]:
+    paths: list[str] = []
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            paths += _leaf_commands(command, f"{prefix}{name} ")
+        else:
+            paths.append(f"{prefix}{name}")
+    return paths
+
+
+def test_every_command_lists_its_exit_codes_in_help_and_in_the_readme() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    paths = _leaf_commands(main)
+    assert sorted(paths) == sorted(EXIT_CODES)
+    for path in paths:
+        result = CliRunner().invoke(main, [*path.split(), "--help"], terminal_width=100)
+        assert result.exit_code == 0, path
+        help_text = result.output.split("Exit codes:", 1)[1]
+        for code, _text in EXIT_CODES[path]:
+            assert f"\n    {int(code):<3} " in help_text, (path, code)
+        row = f"| `digest {path}` | " + "; ".join(
+            f"`{int(code)}` {text}" for code, text in EXIT_CODES[path]) + " |"
+        assert row in readme, f"README's exit-code table lacks: {row}"
+    assert "`1` some rows were bad or repeated" in readme  # import exits 1 on bad rows

@@ -136,8 +136,7 @@ def run(app: App, date: dt.datetime | None, frequency: str, dry_run: bool,
         retry_deferred: bool, fmt: str) -> None:
     """Fetch every feed, then send: the cron entry point.
 
-    Exit codes: 0 all done; 1 something failed or was deferred, or a feed failed; 2 usage or
-    configuration error; 75 another run holds the lock.
+    A failed feed is named with its reason (FAIL lines on stderr) and does not stop the send.
 
     \b
     Example (crontab, every day at 06:30):

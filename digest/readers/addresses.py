@@ -86,7 +86,7 @@ def accept_address(raw: str, *, allow_reserved: bool = False) -> str:
         raise InvalidInput(
             f"{address!r} is not a valid email address: the part before the @ has "
             f"{len(local)} characters, more than {MAX_LOCAL_PART}.", _HINT)
-    if len(smtp_address(address)) > MAX_ADDRESS:
+    if len(address if address.isascii() else smtp_address(address)) > MAX_ADDRESS:
         raise InvalidInput(f"{address[:40]!r}... is longer than {MAX_ADDRESS} characters.", _HINT)
     if not allow_reserved and _reserved_suffix(domain) is not None:
         raise InvalidInput(
