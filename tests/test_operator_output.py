@@ -30,6 +30,9 @@ from tests.conftest import SmtpServer, cli_env, free_port
 from tests.sending_data import add_articles, add_readers
 from tests.smtp_faults import FaultHandler, fault_server
 
+# The trustme CA and the server's TLS context of the transport's own TLS tests (fixtures).
+from tests.test_send_tls import PASSWORD, USER, ca, server_context  # noqa: F401
+
 READERS = [f"cititor{i:02d}@example.ro" for i in range(40)]
 
 
@@ -126,25 +129,10 @@ def test_a_real_send_reports_no_dry_run_totals(  # type: ignore[no-untyped-def]
 
 # --- configuration problems: exit 2 ------------------------------------------------------
 
-USER, PASSWORD = "stiri", "parolă-secretă"
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def server_tls(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
-    return context
-
-
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 def test_bad_credentials_untrusted_certificate_and_no_starttls_exit_2(  # type: ignore[no-untyped-def]
-        invoke, settings: Settings, sessions: sessionmaker[Session], ca: trustme.CA,
-        server_tls: ssl.SSLContext, tmp_path: Path) -> None:
+        invoke, settings: Settings, sessions: sessionmaker[Session], ca: trustme.CA,  # noqa: F811
+        server_context: ssl.SSLContext, tmp_path: Path) -> None:  # noqa: F811
     add_articles(sessions)
     add_readers(sessions, READERS[:2])
     ca_file = tmp_path / "ca.pem"
@@ -152,10 +140,10 @@ def test_bad_credentials_untrusted_certificate_and_no_starttls_exit_2(  # type: 
     starttls = replace(settings, smtp_security=SmtpSecurity.STARTTLS)
     auth = {"DIGEST_SMTP_USERNAME": USER, "DIGEST_SMTP_PASSWORD": "wrong",
             "DIGEST_SMTP_CA_FILE": str(ca_file)}
-    with fault_server(auth=(USER, PASSWORD), starttls=server_tls) as (handler, port):
+    with fault_server(auth=(USER, PASSWORD), starttls=server_context) as (handler, port):
         code, _, err = invoke(replace(starttls, smtp_port=port), "send", **auth)
         assert code == 2 and "authentication failed" in err and "Hint:" in err
-    with fault_server(tls=server_tls) as (handler, port):  # our CA file not given
+    with fault_server(tls=server_context) as (handler, port):  # our CA file not given
         code, _, err = invoke(replace(settings, smtp_port=port,
                                       smtp_security=SmtpSecurity.TLS), "send")
         assert code == 2 and "not trusted" in err
