@@ -63,7 +63,8 @@ class LockHeld(DigestError, RuntimeError):
 
 
 class SendAborted(DigestError, RuntimeError):
-    """The SMTP server refused us for a reason only the operator can fix (5.7.x, auth)."""
+    """The run had to stop: a 5.7.x policy refusal, an unreachable server (exit code 1; bad
+    credentials and certificates are ``SmtpConfigError``, exit code 2)."""
 
     exit_code = 1
 
