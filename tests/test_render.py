@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from digest.compose import ArticleView, Digest
+from digest.compose import ArticleView, Digest, ReaderView
 from digest.config.errors import ConfigError
-from digest.config.settings import Settings
+from digest.config.settings import Settings, load_settings
 from digest.render.environment import BUILTIN_TEMPLATES
 from digest.render.message import Renderer
 from digest.render.mime import QpTemplate, encode_phrase
@@ -166,11 +166,31 @@ def test_subject_has_site_date_and_truncated_headline() -> None:
     assert len(subject) < 130 and subject.endswith("…")
 
 
-def test_list_id_label_is_stable_per_frequency_and_host() -> None:
-    assert list_id("Știri", "https://stiri.example.ro/digest", EDITION.frequency) == \
+def test_list_id_label_is_stable_per_frequency_and_domain() -> None:
+    assert list_id("Știri", "stiri.example.ro", EDITION.frequency) == \
         ("Știri", "daily.stiri.example.ro")
-    assert list_id("X", "https://bücher.de", EDITION.frequency)[1] == "daily.xn--bcher-kva.de"
-    assert list_id("X", "http://localhost:8000", EDITION.frequency)[1] == "daily.localhost.invalid"
+    assert list_id("X", "bücher.de", EDITION.frequency)[1] == "daily.xn--bcher-kva.de"
+    assert list_id("X", "localhost", EDITION.frequency)[1] == "daily.localhost.invalid"
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({}, "daily.example.ro"),  # the From domain, not the serving host behind the proxy
+    ({"DIGEST_LIST_ID": "stiri.example.ro"}, "daily.stiri.example.ro"),
+    ({"DIGEST_LIST_ID": "<Stiri.Example.RO>"}, "daily.stiri.example.ro"),
+])
+def test_list_id_comes_from_the_from_domain_or_its_setting(env: dict[str, str],
+                                                           expected: str) -> None:
+    settings = load_settings({"DIGEST_BASE_URL": "http://127.0.0.1:8000",
+                              "DIGEST_SECRET_KEY": SECRET,
+                              "DIGEST_FROM": "Știri <stiri@example.ro>", **env}, env_file=None)
+    message = parse(Renderer(settings).render(Digest(EDITION, (long_article(1),))).message_for(
+        ReaderView(3, "ana@example.ro", None)).data)
+    assert message["List-Id"] == f"Digest <{expected}>"  # DIGEST_SITE_NAME's default
+
+
+def test_a_list_id_setting_that_is_no_domain_is_refused() -> None:
+    with pytest.raises(ConfigError, match="DIGEST_LIST_ID='not a domain' is invalid"):
+        load_settings({"DIGEST_LIST_ID": "not a domain"}, env_file=None)
 
 
 def test_encode_phrase_round_trips_through_the_email_parser() -> None:

@@ -45,11 +45,12 @@ def test_import_reports_bad_rows_keeps_good_ones_and_is_rerunnable(run, tmp_path
                    "\n", bom=True)
     code, out, err = run("subscribers", "import", str(people))
     assert code == 1  # some rows were bad: scripts can tell
-    assert out.strip() == "imported 2, updated 0, unchanged 0, invalid 2, suppressed 0"
+    assert out.strip() == "imported 2, updated 0, unchanged 0, invalid 2, duplicate 1, suppressed 0"
     assert "line 3: 'not-an-address' is not a valid email address" in err
     assert "line 6: unknown frequency 'monthly'" in err
+    assert "line 5: ana@exemplu.ro repeats line 2" in err
     code, out, _ = run("subscribers", "import", str(people))
-    assert out.strip() == "imported 0, updated 0, unchanged 2, invalid 2, suppressed 0"
+    assert out.strip() == "imported 0, updated 0, unchanged 2, invalid 2, duplicate 1, suppressed 0"
     code, out, _ = run("subscribers", "list", "--format", "json")
     rows = json.loads(out)
     assert [r["email"] for r in rows] == ["ana@exemplu.ro", "ion@bücher.de"]
@@ -66,7 +67,7 @@ def test_import_updates_fields_but_never_resubscribes(run, tmp_path: Path,
     write(tmp_path / "b.csv", "email,name,status\nana@exemplu.ro,Ana Bălan,active\n")
     code, out, _ = run("subscribers", "import", str(tmp_path / "b.csv"))
     assert code == 0
-    assert out.strip() == "imported 0, updated 1, unchanged 0, invalid 0, suppressed 0"
+    assert out.strip() == "imported 0, updated 1, unchanged 0, invalid 0, duplicate 0, suppressed 0"
     with sessions() as s:
         sub = subs.get_subscriber(s, "ana@exemplu.ro")
         assert sub.name == "Ana Bălan" and sub.status is SubscriberStatus.UNSUBSCRIBED
@@ -78,7 +79,7 @@ def test_deleted_address_is_reported_as_suppressed(run, tmp_path: Path) -> None:
     code, out, _ = run("subscribers", "delete", "ana@exemplu.ro", "--yes")
     assert code == 0 and "suppressed" in out
     code, out, err = run("subscribers", "import", str(people))
-    assert out.strip() == "imported 0, updated 0, unchanged 1, invalid 0, suppressed 1"
+    assert out.strip() == "imported 0, updated 0, unchanged 1, invalid 0, duplicate 0, suppressed 1"
     assert "ana@exemplu.ro is suppressed" in err
 
 
@@ -96,7 +97,7 @@ def test_export_round_trips_through_import(run, tmp_path: Path) -> None:
     assert target.read_text(encoding="utf-8") == exported
     # Re-importing the export into the same store changes nothing.
     code, out, _ = run("subscribers", "import", str(target))
-    assert out.strip() == "imported 0, updated 0, unchanged 2, invalid 0, suppressed 0"
+    assert out.strip() == "imported 0, updated 0, unchanged 2, invalid 0, duplicate 0, suppressed 0"
     code, out, _ = run("subscribers", "export", "--format", "json")
     assert json.loads(out)[1]["status"] == "pending"
 
@@ -119,4 +120,7 @@ def test_header_without_email_and_non_utf8_are_clear_errors(run, tmp_path: Path)
     latin = tmp_path / "l.csv"
     latin.write_bytes("email,name\nana@exemplu.ro,Bălan\n".encode("cp1250"))
     code, _, err = run("subscribers", "import", str(latin))
-    assert code == 2 and "not UTF-8" in err and "CSV UTF-8" in err
+    assert code == 1 and "line 2: not UTF-8" in err and "CSV UTF-8" in err
+    latin.write_bytes("email,nume de familie\n".encode("cp1250").replace(b"e", b"\xe9"))
+    code, _, err = run("subscribers", "import", str(latin))
+    assert code == 2 and "header (line 1)" in err and "CSV UTF-8" in err

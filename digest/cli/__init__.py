@@ -2,7 +2,7 @@
 
 This is the only place that turns a ``DigestError`` into an exit code and a message with a hint.
 Exit codes: 0 done; 1 some work failed; 2 usage or configuration error; 75 another run holds the
-lock.
+lock -- per command in ``cli.exit_codes``, shown in each ``--help``.
 
 May import: every package (``web`` only from ``digest serve``, so other commands never load
 Starlette).
@@ -49,6 +49,9 @@ def main(ctx: click.Context) -> None:
       digest run                       # fetch feeds, then send today's digest (cron)
 
     Settings come from DIGEST_* environment variables, with .env in this folder read first.
+
+    Exit codes: 0 done; 1 some work failed (the output says which); 2 usage or configuration
+    error; 75 another run holds the lock. Each command's --help lists its own.
     """
     ctx.obj = App()
 
@@ -90,6 +93,10 @@ def _register() -> None:
 
     for command in (sending.send, sending.run, sending.status, local.sink, local.demo):
         main.add_command(command)
+
+    from digest.cli.exit_codes import document_exit_codes
+
+    document_exit_codes(main)
 
 
 _register()

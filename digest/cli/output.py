@@ -32,14 +32,15 @@ class ImportOutcome(Protocol):
     def as_dict(self) -> dict[str, Any]: ...
 
 
-def finish_import(report: ImportOutcome, fmt: str) -> None:
-    """Print an importer's report (one line, or JSON); exit 1 when some input was bad, so a
-    script can tell a clean import from one that skipped rows."""
+def finish_import(report: ImportOutcome, fmt: str, skipped: int | None = None) -> None:
+    """Print an importer's report (one line, or JSON); exit 1 when some input was bad or
+    skipped (``skipped``, default the invalid count), so a script can tell a clean import from
+    one that left rows out."""
     if fmt == "json":
         echo_json(report.as_dict())
     else:
         click.echo(report.summary())
-    if report.invalid:
+    if report.invalid if skipped is None else skipped:
         sys.exit(1)
 
 

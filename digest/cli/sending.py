@@ -66,6 +66,8 @@ def _finish(report: RunReport, fmt: str) -> None:
     if fmt == "json":
         echo_json(report.as_dict())
     else:
+        for url, why in report.failed_feeds:  # as `digest fetch` shows them
+            click.echo(f"FAIL {url}  {why}", err=True)
         click.echo(report.summary())
     if report.error is not None:
         click.echo(f"Error: {report.error.message}", err=True)
@@ -134,8 +136,7 @@ def run(app: App, date: dt.datetime | None, frequency: str, dry_run: bool,
         retry_deferred: bool, fmt: str) -> None:
     """Fetch every feed, then send: the cron entry point.
 
-    Exit codes: 0 all done; 1 something failed or was deferred, or a feed failed; 2 usage or
-    configuration error; 75 another run holds the lock.
+    A failed feed is named with its reason (FAIL lines on stderr) and does not stop the send.
 
     \b
     Example (crontab, every day at 06:30):

@@ -55,7 +55,8 @@ def add(app: App, email: str, name: str | None, topics: str, frequency: str,
     with app.sessions.begin() as session:
         sub = subs.add_subscriber(session, email, name=name, topics=parse_topics(topics),
                                   frequency=Frequency(frequency), timezone=timezone,
-                                  locale=locale, status=status, origin=subs.Origin("cli"))
+                                  locale=locale, status=status, origin=subs.Origin("cli"),
+                                  allow_reserved=app.settings.allow_reserved_domains)
         click.echo(f"Added {sub.email} ({sub.status.value}).")
 
 
@@ -163,8 +164,9 @@ def import_(app: App, file: Path, status: str, fmt: str) -> None:
       digest subscribers import people.csv
     """
     report = import_subscribers(app.sessions, file, default_status=SubscriberStatus(status),
+                                allow_reserved=app.settings.allow_reserved_domains,
                                 on_problem=lambda p: click.echo(str(p), err=True))
-    finish_import(report, fmt)
+    finish_import(report, fmt, skipped=report.invalid + report.duplicates)
 
 
 @group.command("export")

@@ -13,6 +13,7 @@ __all__ = [
     "LockHeld",
     "NotFound",
     "SendAborted",
+    "SmtpConfigError",
     "Suppressed",
 ]
 
@@ -62,6 +63,15 @@ class LockHeld(DigestError, RuntimeError):
 
 
 class SendAborted(DigestError, RuntimeError):
-    """The SMTP server refused us for a reason only the operator can fix (5.7.x, auth)."""
+    """The run had to stop: a 5.7.x policy refusal, an unreachable server (exit code 1; bad
+    credentials and certificates are ``SmtpConfigError``, exit code 2)."""
 
     exit_code = 1
+
+
+class SmtpConfigError(ConfigError, SendAborted):
+    """The SMTP server refused our settings -- credentials, its certificate: a configuration
+    error (exit code 2, so cron can tell it from a run that only deferred), raised where the
+    run is stopped (a ``SendAborted``)."""
+
+    exit_code = 2

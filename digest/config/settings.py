@@ -76,6 +76,9 @@ class Settings:
     feed_max_bytes: int = 5_000_000
     lock_dir: Path | None = None
     claim_timeout: float = 3600.0
+    # issue 10: staging addresses, and the List-Id label
+    allow_reserved_domains: bool = False
+    list_id: str | None = None
 
     @property
     def privacy_url(self) -> str:
@@ -150,6 +153,10 @@ class _Reader:
         return self.convert(key, default, parse, "expected a number >= 0",
                             f"set {key} to a number such as {default}")
 
+    def flag(self, key: str, default: bool) -> bool:
+        return self.convert(key, default, _boolean, "expected true or false",
+                            f"set {key}=true or {key}=false")
+
     def url(self, key: str, default: str | None) -> str | None:
         raw = self.text(key, None)
         if raw is None:
@@ -168,6 +175,23 @@ class _Reader:
         if must_exist and not path.exists():
             raise _bad(key, raw, "no such file or folder", f"check the path in {key}")
         return path
+
+
+def _boolean(raw: str) -> bool:
+    value = raw.lower()
+    if value not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        raise ValueError(raw)
+    return value in ("1", "true", "yes", "on")
+
+
+def _list_label(raw: str) -> str:
+    """A List-Id label (RFC 2919): dotted, ASCII letters, digits and hyphens."""
+    label = raw.strip().strip("<>").lower()
+    parts = label.split(".")
+    if len(parts) < 2 or not all(p and p.replace("-", "").isalnum() and p.isascii()
+                                 for p in parts):
+        raise ValueError(raw)
+    return label
 
 
 def _mailbox(key: str, raw: str) -> str:
@@ -228,6 +252,10 @@ def load_settings(
         feed_max_bytes=r.number("DIGEST_FEED_MAX_BYTES", 5_000_000, minimum=1024),
         lock_dir=r.path("DIGEST_LOCK_DIR", must_exist=False),
         claim_timeout=r.real("DIGEST_CLAIM_TIMEOUT", 3600.0),
+        allow_reserved_domains=r.flag("DIGEST_ALLOW_RESERVED_DOMAINS", False),
+        list_id=r.convert("DIGEST_LIST_ID", None, _list_label, "expected a dotted name such "
+                          "as daily.news.example.ro", "set DIGEST_LIST_ID to a name under a "
+                          "domain you control, or leave it out to derive it from DIGEST_FROM"),
     )
     _check_combinations(settings)
     return settings

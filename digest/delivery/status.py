@@ -1,14 +1,17 @@
-"""``digest status``: the newest editions with their delivery counts by state."""
+"""``digest status``: the newest editions with their delivery counts by state; and what one
+edition still has to do after a run (``unfinished``), which decides the run's exit code."""
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, func, select
 
 from digest.store.models import Delivery, DeliveryState, Edition, Frequency
 
-__all__ = ["status"]
+__all__ = ["Unfinished", "status", "unfinished"]
 
 D = cast(Table, Delivery.__table__)
 E = cast(Table, Edition.__table__)
@@ -28,3 +31,29 @@ def status(conn: Connection, limit: int = 30) -> list[dict[str, Any]]:
             counts[edition_id][DeliveryState(state).value] = count
     return [{"id": e.id, "frequency": Frequency(e.frequency).value, "date": e.date.isoformat(),
              "counts": counts[e.id]} for e in editions]
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """An edition's deliveries that a run left to a later one."""
+
+    pending: int = 0
+    deferred: int = 0
+    next_retry_at: dt.datetime | None = None  # the earliest deferred retry
+
+    def __bool__(self) -> bool:
+        return bool(self.pending or self.deferred)
+
+
+def unfinished(conn: Connection, edition_id: int) -> Unfinished:
+    """How many of the edition's deliveries are still pending or deferred, read from the
+    ledger (not from what one run saw: a rerun that attempted nothing still leaves them)."""
+    counts = {DeliveryState(state): count for state, count in conn.execute(
+        select(D.c.state, func.count()).where(
+            D.c.edition_id == edition_id,
+            D.c.state.in_([DeliveryState.PENDING, DeliveryState.DEFERRED]))
+        .group_by(D.c.state))}
+    retry = conn.scalar(select(func.min(D.c.next_attempt_at)).where(
+        D.c.edition_id == edition_id, D.c.state == DeliveryState.DEFERRED))
+    return Unfinished(pending=counts.get(DeliveryState.PENDING, 0),
+                      deferred=counts.get(DeliveryState.DEFERRED, 0), next_retry_at=retry)

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from digest.config.errors import InvalidInput, NotFound, Suppressed
-from digest.readers.addresses import email_hash, normalize_email
+from digest.readers.addresses import accept_address, clean_text, email_hash, normalize_email
 from digest.store.models import (
     ConsentEvent,
     ConsentKind,
@@ -37,6 +37,7 @@ from digest.topics import parse_topics
 __all__ = [
     "Origin",
     "add_subscriber",
+    "clean_topics",
     "confirm",
     "erase",
     "find_subscriber",
@@ -62,6 +63,13 @@ class Origin:
     ip: str | None = None
     user_agent: str | None = None
     detail: str | None = None
+
+
+def clean_topics(raw: str | Sequence[str] | None) -> list[str]:
+    """Topics as stored: ``parse_topics`` of text without control characters."""
+    if isinstance(raw, str):
+        return parse_topics(clean_text(raw))
+    return parse_topics([t for t in (clean_text(i) for i in raw or []) if t])
 
 
 def parse_frequency(raw: str | Frequency | None) -> Frequency:
@@ -145,10 +153,12 @@ def add_subscriber(
     topics: Sequence[str] = (), frequency: Frequency = Frequency.DAILY,
     timezone: str | None = None, locale: str | None = None,
     status: SubscriberStatus = SubscriberStatus.ACTIVE, origin: Origin = Origin(),
-    kind: ConsentKind = ConsentKind.SUBSCRIBE,
+    kind: ConsentKind = ConsentKind.SUBSCRIBE, allow_reserved: bool = False,
 ) -> Subscriber:
-    """Create a subscriber (``Suppressed`` if erased before; ``InvalidInput`` if it exists)."""
-    address = normalize_email(email)
+    """Create a subscriber (``Suppressed`` if erased before; ``InvalidInput`` if it exists or
+    the address breaks the one address rule, ``accept_address``: ``allow_reserved`` is
+    ``DIGEST_ALLOW_RESERVED_DOMAINS``)."""
+    address = accept_address(email, allow_reserved=allow_reserved)
     if is_suppressed(session, address):
         raise Suppressed(f"{address} was erased or suppressed and cannot be re-added.",
                          "the reader must sign up again through the web form themselves")
@@ -157,9 +167,9 @@ def add_subscriber(
                            "see it with `digest subscribers show`")
     now = utcnow()
     subscriber = Subscriber(
-        email=address, name=(name or "").strip() or None, status=status,
-        topics=parse_topics(topics), frequency=frequency, timezone=parse_timezone(timezone),
-        locale=(locale or '').strip() or None,
+        email=address, name=clean_text(name), status=status,
+        topics=clean_topics(topics), frequency=frequency, timezone=parse_timezone(timezone),
+        locale=clean_text(locale),
         plain_text_only=False, created_at=now, updated_at=now,
         confirmed_at=now if status is SubscriberStatus.ACTIVE else None,
     )
@@ -194,8 +204,8 @@ def update_preferences(session: Session, subscriber: Subscriber, origin: Origin,
                        topics: Sequence[str] | None = None, frequency: Frequency | None = None,
                        plain_text_only: bool | None = None) -> None:
     changes: list[str] = []
-    if topics is not None and parse_topics(topics) != subscriber.topics:
-        subscriber.topics = parse_topics(topics)
+    if topics is not None and clean_topics(topics) != subscriber.topics:
+        subscriber.topics = clean_topics(topics)
         changes.append(f"topics={','.join(subscriber.topics) or '(all)'}")
     if frequency is not None and frequency is not subscriber.frequency:
         subscriber.frequency = frequency

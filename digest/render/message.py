@@ -153,8 +153,9 @@ class Renderer:
 
     def headers(self, digest: Digest, subject: str) -> tuple[bytes, bytes]:
         """The fixed headers around the per-reader ones: (before To, after To)."""
-        description, label = list_id(self.settings.site_name, self.base_url,
-                                     digest.edition.frequency)
+        description, label = list_id(
+            self.settings.site_name, self.settings.list_id or self.settings.from_address.domain,
+            digest.edition.frequency)
         cutoff = digest.edition.cutoff.astimezone(self.settings.timezone)
         before = (header_line("Date", format_datetime(cutoff))
                   + header_line("From", self._from))

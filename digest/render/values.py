@@ -115,11 +115,12 @@ def preheader(items: list[ArticleItem]) -> str:
     return truncate(f"{count}: " + " · ".join(rest), PREHEADER_CHARS)
 
 
-def list_id(site_name: str, base_url: str, frequency: Frequency) -> tuple[str, str]:
+def list_id(site_name: str, domain: str, frequency: Frequency) -> tuple[str, str]:
     """(description, label) for List-Id: a label stable for the list, e.g.
-    ``daily.stiri.example.ro`` -- one list per frequency, named after the serving host."""
-    host = urlsplit(base_url).hostname or "localhost"
-    host = idna_domain(host).lower()
+    ``daily.example.ro`` -- one list per frequency, under ``domain``: ``DIGEST_LIST_ID`` or
+    the From address's domain, a domain the publication controls (RFC 2919). Not the serving
+    host: behind a proxy that is ``127.0.0.1``, and it changes when the web pages move."""
+    host = idna_domain(domain.strip().strip(".")).lower() or "localhost"
     if "." not in host:  # RFC 2919 wants a dotted label under a domain we control
         host = f"{host}.invalid"
     return site_name, f"{frequency.value}.{host}"

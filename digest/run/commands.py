@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.articles.fetch import fetch_all
@@ -31,6 +32,7 @@ from digest.delivery.plan import ensure_edition, plan, set_edition_articles
 from digest.delivery.presence import Presence
 from digest.delivery.run_lock import RunLock
 from digest.delivery.snapshots import edition_view_for, load_candidates
+from digest.delivery.status import unfinished
 from digest.run.dry_run import dry_run
 from digest.run.report import RunReport
 from digest.run.sender import Progress, Sender
@@ -105,6 +107,20 @@ def _send_locked(engine: Engine, settings: Settings, options: SendOptions, repor
         report.reclaimed = reclaim_orphans(conn)
     _plan(engine, settings, options, report)
     _stream(engine, settings, options, report, progress)
+    _count_left(engine, report)
+
+
+def _count_left(engine: Engine, report: RunReport) -> None:
+    """What the edition still has to do, from the ledger: the exit code and the summary say
+    so even when this run attempted none of it (deferred rows whose retry is not due yet)."""
+    if report.edition_id is None:
+        return
+    try:
+        with engine.begin() as conn:
+            report.left = unfinished(conn, report.edition_id)
+    except DBAPIError:
+        if report.error is None:  # the database went away while the run was stopping: keep
+            raise                 # the error that stopped it, which says so
 
 
 def join_send(engine: Engine, settings: Settings, options: SendOptions = SendOptions(), *,
@@ -156,7 +172,8 @@ def run_all(engine: Engine, settings: Settings, sessions: sessionmaker[Session],
 
     def fetch(report: RunReport) -> None:
         fetched = fetch_all(sessions, settings)
-        report.feeds_failed = fetched.failed
+        report.failed_feeds = [(r.url, r.error or "failed") for r in fetched.results
+                               if not r.ok]
         report.articles_new = fetched.new
 
     return send_digest(engine, settings, options, progress=progress, before_send=fetch)

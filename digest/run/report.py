@@ -1,17 +1,19 @@
 """What one ``digest send`` / ``digest run`` did: counts, timing, the error that stopped it.
 
 The CLI prints ``summary()`` as the last line (or ``as_dict()`` as one JSON object) and exits
-with ``exit_code``: 0 all done, 1 something failed or was deferred (or a feed failed), or the
-code of the error that stopped the run.
+with ``exit_code``: 0 all done; 1 something failed or was deferred, a feed failed, or the
+edition still has pending or deferred deliveries after the run (read from the ledger, so a
+rerun that had nothing due yet still says so); else the code of the error that stopped the run.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from digest.config.errors import DigestError
+from digest.delivery.status import Unfinished
 from digest.store.models import DeliveryState
 
 __all__ = ["RunReport"]
@@ -32,12 +34,17 @@ class RunReport:
     released: int = 0  # claimed but not attempted (the run stopped): pending again
     reclaimed: int = 0  # left `sending` by a crashed run, taken back at the start
     reconnects: int = 0
-    composed: int = 0  # dry run: messages composed and rendered, not sent
-    distinct_digests: int = 0  # dry run: how many different digests those were
+    composed: int = 0  # dry run only: messages composed and rendered, not sent
+    distinct_digests: int = 0  # dry run only: how many different digests those were
     duration_s: float = 0.0
-    feeds_failed: int = 0  # `digest run` only
+    failed_feeds: list[tuple[str, str]] = field(default_factory=list)  # `digest run`: url, why
     articles_new: int = 0  # `digest run` only
+    left: Unfinished | None = None  # the edition's pending/deferred rows after the run
     error: DigestError | None = None
+
+    @property
+    def feeds_failed(self) -> int:
+        return len(self.failed_feeds)
 
     @property
     def messages_per_s(self) -> float:
@@ -55,24 +62,30 @@ class RunReport:
     def exit_code(self) -> int:
         if self.error is not None:
             return self.error.exit_code
-        return 1 if (self.deferred or self.failed or self.feeds_failed) else 0
+        return 1 if (self.deferred or self.failed or self.feeds_failed or self.left) else 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        left = self.left or Unfinished()
+        data = {
             "planned": self.planned, "sent": self.sent, "deferred": self.deferred,
             "failed": self.failed, "skipped": self.skipped,
             "duration_s": round(self.duration_s, 3),
             "messages_per_s": round(self.messages_per_s, 1),
             "released": self.released, "reclaimed": self.reclaimed,
             "reconnects": self.reconnects, "dry_run": self.dry_run, "joined": self.joined,
-            "composed": self.composed, "distinct_digests": self.distinct_digests,
             "edition": {"id": self.edition_id, "frequency": self.frequency,
                         "date": self.edition_date},
+            "left_pending": left.pending, "left_deferred": left.deferred,
+            "next_retry_at": left.next_retry_at.isoformat() if left.next_retry_at else None,
             "feeds_failed": self.feeds_failed, "articles_new": self.articles_new,
+            "failed_feeds": [{"url": url, "error": why} for url, why in self.failed_feeds],
             "error": self.error.message if self.error else None,
             "hint": self.error.hint if self.error else None,
             "exit_code": self.exit_code,
         }
+        if self.dry_run:  # a real send composes just in time: it has no such totals
+            data.update(composed=self.composed, distinct_digests=self.distinct_digests)
+        return data
 
     def summary(self) -> str:
         head = ("joined sender" if self.joined
@@ -84,8 +97,16 @@ class RunReport:
         text = (f"{head}: planned {self.planned}, sent {self.sent}, deferred {self.deferred}, "
                 f"failed {self.failed}, skipped {self.skipped} in {self.duration_s:.1f} s "
                 f"({self.messages_per_s:.1f} msg/s)")
-        if self.released:
+        if self.left is not None:  # the ledger's count: claimed or not, attempted or not
+            if self.left.pending:
+                text += f"; {self.left.pending} left pending"
+            if self.left.deferred:
+                text += f"; {self.left.deferred} of this edition still deferred"
+                if self.left.next_retry_at is not None:
+                    text += f", next retry {self.left.next_retry_at:%Y-%m-%d %H:%M} UTC"
+        elif self.released:  # a joiner: only what it gave back
             text += f"; {self.released} left pending"
         if self.feeds_failed:
-            text += f"; {self.feeds_failed} feed(s) failed"
+            text += f"; {self.feeds_failed} feed(s) failed: " + ", ".join(
+                url for url, _ in self.failed_feeds)
         return text

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import aiosmtplib
 
-from digest.config.errors import ConfigError, SendAborted
+from digest.config.errors import ConfigError, SendAborted, SmtpConfigError
 from digest.config.settings import Settings
 from digest.transport.connection import close_connection, open_connection
 from digest.transport.rate import RateLimiter
@@ -97,14 +97,14 @@ class SmtpPool:
             try:
                 return await self._connect(self.settings)
             except aiosmtplib.SMTPAuthenticationError as exc:
-                raise SendAborted(
+                raise SmtpConfigError(
                     f"SMTP authentication failed: {exc.code} {exc.message}",
                     "check DIGEST_SMTP_USERNAME and DIGEST_SMTP_PASSWORD; nothing was sent "
                     "with them, the deliveries stay pending") from exc
             except (aiosmtplib.SMTPException, OSError) as exc:
                 untrusted = _certificate_error(exc)
                 if untrusted is not None:
-                    raise SendAborted(
+                    raise SmtpConfigError(
                         f"The SMTP server's certificate is not trusted: "
                         f"{untrusted.verify_message}",
                         "use the server's real host name in DIGEST_SMTP_HOST, or point "

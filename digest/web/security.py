@@ -51,6 +51,8 @@ HONEYPOT_FIELD = "website"
 
 # Reader forms are tiny; anything bigger is not a person filling in a form.
 MAX_FORM_BYTES = 64 * 1024
+# Our forms have a handful of fields plus one per topic box; a body with more is not a reader's.
+MAX_FORM_FIELDS = 200
 
 
 class SecurityHeadersMiddleware:
@@ -118,7 +120,8 @@ async def read_form(request: Request, limit: int = MAX_FORM_BYTES) -> FormData:
     """The request's form fields (urlencoded or multipart, no files), at most ``limit`` bytes.
 
     Any other body (or none) gives an empty form: the one-click endpoint must act whatever a
-    mail client sends. Too big is 413; malformed multipart is 400.
+    mail client sends. Too big, or more than ``MAX_FORM_FIELDS`` fields, is 413; malformed
+    multipart is 400.
     """
     body = bytearray()
     async for chunk in request.stream():
@@ -131,11 +134,15 @@ async def read_form(request: Request, limit: int = MAX_FORM_BYTES) -> FormData:
 
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/x-www-form-urlencoded":
-        return await FormParser(request.headers, replay()).parse()
+        try:
+            return await FormParser(request.headers, replay(),
+                                    max_fields=MAX_FORM_FIELDS).parse()
+        except MultiPartException as exc:  # the one it raises: too many fields
+            raise HTTPException(413, "The form has too many fields.") from exc
     if content_type == "multipart/form-data":
         try:
             return await MultiPartParser(request.headers, replay(), max_files=0,
-                                         max_fields=100).parse()
+                                         max_fields=MAX_FORM_FIELDS).parse()
         except MultiPartException as exc:
             raise HTTPException(400, "The form could not be read.") from exc
     return FormData()

@@ -39,7 +39,7 @@ from starlette.routing import Route
 
 from digest.config.errors import InvalidInput
 from digest.config.settings import Settings
-from digest.readers.addresses import normalize_email, smtp_address
+from digest.readers.addresses import accept_address, clean_text
 from digest.readers.lifecycle import (
     Origin,
     add_subscriber,
@@ -121,7 +121,8 @@ def _apply_signup(session: Session, form: SignupForm, origin: Origin,
     sub = find_subscriber(session, form.email)
     if sub is None:
         sub = add_subscriber(session, form.email, name=form.name, topics=form.topics,
-                             status=SubscriberStatus.PENDING, origin=origin)
+                             status=SubscriberStatus.PENDING, origin=origin,
+                             allow_reserved=True)  # form.email passed accept_address already
     elif sub.status is SubscriberStatus.PENDING:
         if sub.confirmation_sent_at is not None and now - sub.confirmation_sent_at < RESEND_AFTER:
             return None
@@ -165,11 +166,9 @@ async def deliver_confirmation(ctx: WebContext, recipient: Recipient) -> None:
 
 
 def _parse(ctx: WebContext, fields: dict[str, list[str]], allowed: list[str]) -> SignupForm:
-    email = normalize_email((fields.get("email") or [""])[0])
-    if not smtp_address(email).isascii():
-        raise InvalidInput("Addresses with non-Latin letters before the @ are not supported yet.",
-                           "use another address")
-    name = " ".join((fields.get("name") or [""])[0].split())[:200] or None
+    email = accept_address((fields.get("email") or [""])[0],
+                           allow_reserved=ctx.settings.allow_reserved_domains)
+    name = " ".join((clean_text((fields.get("name") or [""])[0]) or "").split())[:200] or None
     topics = [t for t in parse_topics(fields.get("topics") or []) if t in allowed]
     form_name = (fields.get("form") or ["web"])[0].strip().lower()
     return SignupForm(email, name, topics, form_name if _FORM_NAME.match(form_name) else "web")
