@@ -136,7 +136,9 @@ def test_two_sends_at_once_send_nothing_twice(settings: Settings, tmp_path: Path
     add_readers(sessions, READERS[:20])
     hold = threading.Event()
     with fault_server(FaultHandler(hold=hold)) as (handler, port):
-        s = replace(settings, smtp_port=port, send_concurrency=2, batch_size=5)
+        # The held replies must outlast the second run's start on a loaded machine.
+        s = replace(settings, smtp_port=port, send_concurrency=2, batch_size=5,
+                    smtp_timeout=120.0)
         first = _spawn(s, tmp_path)
         try:
             # The first run is provably mid-send: its first message is at the server, held.
@@ -147,7 +149,8 @@ def test_two_sends_at_once_send_nothing_twice(settings: Settings, tmp_path: Path
             assert first.poll() is None, "the runs overlapped: the first was still sending"
         finally:
             hold.set()
-        assert first.wait(60) == 0
+        out, err = first.communicate(timeout=60)
+        assert first.returncode == 0, out + err
     assert sorted(handler.accepted) == READERS[:20]
     assert all(len(copies) == 1 for copies in handler.accepted.values())
 
