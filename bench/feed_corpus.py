@@ -24,7 +24,8 @@ from tests.feed_server import running_server
 
 def _line(v: Verdict) -> str:
     state = "ok  " if v.ok else ("----" if not v.readable else "FAIL")
-    text = f"{state} {v.name:55} {v.kind or 'unread':10} expected {v.expected:3} stored {v.stored:3}"
+    text = (f"{state} {v.name:55} {v.kind or 'unread':10} expected {v.expected:3} "
+            f"stored {v.stored:3}")
     if v.error:
         text += f"  error: {v.error[:120]}"
     return text
@@ -50,7 +51,8 @@ def main() -> None:
     if args.format == "json":
         print(json.dumps({"summary": counts, "feeds": [
             {"name": v.name, "kind": v.kind, "expected": v.expected, "stored": v.stored,
-             "ok": v.ok, "error": v.error, "problems": v.problems} for v in verdicts]}, indent=2))
+             "ok": v.ok, "error": v.error, "problems": v.problems, "notes": v.notes}
+            for v in verdicts]}, indent=2))
         return
     if args.verbose:
         for v in verdicts:
@@ -59,10 +61,13 @@ def main() -> None:
                 print(f"       {problem}")
             if len(v.problems) > 5:
                 print(f"       ... {len(v.problems) - 5} more")
+            for note in v.notes[:2]:
+                print(f"       note: {note}")
     print(f"{counts['feeds']} feeds: feedparser reads {counts['feedparser_reads_with_items']} "
           f"with items, digest stores {counts['digest_stores_correctly']} of them correctly; "
           f"JSON Feeds {counts['json_feeds_stored_correctly']}/{counts['json_feeds_with_items']}"
-          f"; {counts['neither_reads']} read by neither")
+          f"; {counts['neither_reads']} read by neither; {counts['titles_read_differently']} "
+          "titles decoded once where feedparser decodes twice")
 
 
 if __name__ == "__main__":
