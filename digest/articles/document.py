@@ -6,7 +6,8 @@ bytes wins. A UTF-8 document with a stray windows-1252 byte keeps its UTF-8 and 
 is read as windows-1252 (feedparser would re-read the whole feed as windows-1252: mojibake).
 
 Then the recoverable mistakes CMSs make are repaired, outside CDATA sections and comments:
-anything before ``<?xml`` (blank lines from a WordPress plugin, a comment), a bare ``&``
+anything before ``<?xml`` or a feed's root element (blank lines from a WordPress plugin, a
+comment, a PHP notice), a bare ``&``
 (``Ploiești & Brașov``, ``a.php?id=4&cat=2``), HTML entities such as ``&nbsp;`` that XML does
 not define, and control characters XML forbids. What is left is checked with expat:
 
@@ -34,6 +35,8 @@ _DECLARED = re.compile(rb"""<\?xml[^>]{0,200}?encoding\s*=\s*["']([A-Za-z0-9._:-
 _CHARSET = re.compile(r"""charset\s*=\s*["']?([A-Za-z0-9._:-]+)""", re.IGNORECASE)
 _XML_DECL = re.compile(r"<\?xml\b[^>]*\?>")
 _ROOT = re.compile(r"<[A-Za-z_]")
+_FEED_ROOT = re.compile(r"<(?:rss|feed|rdf:RDF)\b")
+_HTML_START = re.compile(r"<(?:!doctype\s+html|html)\b", re.IGNORECASE)
 _ENTITY_DECL = re.compile(r"<!ENTITY", re.IGNORECASE)
 _SECTIONS = re.compile(r"(<!\[CDATA\[.*?\]\]>|<!--.*?-->)", re.DOTALL)
 _AMPERSAND = re.compile(r"&(#[0-9]{1,7};|#[xX][0-9a-fA-F]{1,6};|[A-Za-z_][A-Za-z0-9._-]*;)?")
@@ -183,6 +186,9 @@ def prepare(data: bytes, content_type: str | None) -> Document:
     if declaration > 0:  # blank lines, a comment or a PHP warning before the declaration
         text = text[declaration:]
     stripped = text.lstrip()
+    feed = _FEED_ROOT.search(stripped, 0, _SNIFF) if declaration < 0 else None
+    if feed and feed.start() and not _HTML_START.search(stripped, 0, feed.start()):
+        stripped = stripped[feed.start():]  # a PHP notice or a stray line before <rss>
     if stripped[:1] in ("{", "["):
         return Document(Kind.JSON, stripped)
     if not stripped.startswith("<"):
