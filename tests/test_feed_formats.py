@@ -114,6 +114,11 @@ def test_unknown_formats_are_named(
         assert feed_server.url("/rss.xml") in (errors[0] or "")  # the page names its feed
 
 
+def _raw_deflate(data: bytes) -> bytes:
+    packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return packer.compress(data) + packer.flush()
+
+
 def test_nested_and_deflate_encodings_are_decoded(
         feed_server: FeedServer, sessions: sessionmaker[Session], fast: Settings) -> None:
     rss = (DATA / "rss2.xml").read_bytes()
@@ -121,8 +126,11 @@ def test_nested_and_deflate_encodings_are_decoded(
         "/gz2": Route(body=gzip.compress(gzip.compress(rss)),
                       headers={"Content-Encoding": "gzip, gzip"}),
         "/deflate": Route(body=zlib.compress(rss.replace(b"courier.example", b"deflate.example")),
-                          headers={"Content-Encoding": "deflate"})})
-    assert errors == [None, None] and len(stored) == 6
+                          headers={"Content-Encoding": "deflate"}),
+        # raw deflate without the zlib wrapper, as old IIS sent it
+        "/raw": Route(body=_raw_deflate(rss.replace(b"courier.example", b"raw.example")),
+                      headers={"Content-Encoding": "deflate"})})
+    assert errors == [None, None, None] and len(stored) == 9
 
 
 @functools.cache
