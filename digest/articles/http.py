@@ -2,25 +2,30 @@
 
 ``download`` never raises for a network or server problem: it returns a ``Download`` whose
 ``error`` says what went wrong in words an operator can act on. The body is streamed and the
-size cap is enforced while reading (on the decoded bytes, so a gzip bomb is capped too); a
-``Content-Length`` over the cap is refused before reading anything. Besides httpx's per-read
+size cap is enforced while reading, on the decoded bytes as they come out of the decompressor
+(``digest.articles.inflate``: bounded steps, so a gzip bomb -- nested ``gzip, gzip`` too -- is
+stopped a step past the cap, never inflated first); a ``Content-Length`` over the cap is refused
+before reading anything. Besides httpx's per-read
 timeout, a whole-download deadline stops a server that trickles bytes forever.
 """
 
 from __future__ import annotations
 
 import time
+import zlib
 from dataclasses import dataclass
 
 import httpx
 
 from digest import __version__
+from digest.articles.inflate import UnsupportedEncoding, decoded_stream, encodings
 
 __all__ = ["Download", "Validators", "download", "user_agent"]
 
 MAX_REDIRECTS = 5
 _PERMANENT = frozenset({301, 308})
-_ACCEPT = ("application/rss+xml, application/atom+xml, application/rdf+xml;q=0.9, "
+_ACCEPT = ("application/rss+xml, application/atom+xml, application/feed+json, "
+           "application/rdf+xml;q=0.9, application/json;q=0.8, "
            "application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5")
 
 
@@ -72,7 +77,8 @@ def _read_capped(response: httpx.Response, cap: int, deadline: float, timeout: f
         raise _TooLarge
     chunks: list[bytes] = []
     size = 0
-    for chunk in response.iter_bytes():
+    raw = response.iter_raw()
+    for chunk in decoded_stream(raw, encodings(response.headers.get("content-encoding"))):
         size += len(chunk)
         if size > cap:
             raise _TooLarge
@@ -85,7 +91,10 @@ def _read_capped(response: httpx.Response, cap: int, deadline: float, timeout: f
 def download(url: str, validators: Validators, *, timeout: float, max_bytes: int,
              agent: str) -> Download:
     """GET ``url`` once; the outcome, good or bad, as a ``Download``."""
-    headers = {"User-Agent": agent, "Accept": _ACCEPT, **validators.headers()}
+    # Only codings inflate.py can undo as a bounded stream (httpx would add br/zstd when their
+    # packages happen to be installed).
+    headers = {"User-Agent": agent, "Accept": _ACCEPT, "Accept-Encoding": "gzip, deflate",
+               **validators.headers()}
     # The deadline covers the whole exchange; per-operation timeouts alone let a server that
     # sends one byte every few seconds hold us forever.
     deadline = time.monotonic() + timeout * 2
@@ -122,8 +131,12 @@ def download(url: str, validators: Validators, *, timeout: float, max_bytes: int
         return Download(url, url, error=f"cannot connect: {exc}")
     except httpx.UnsupportedProtocol as exc:
         return Download(url, url, error=f"unsupported URL (only http and https): {exc}")
-    except httpx.DecodingError:
-        return Download(url, url, error="the response body could not be decoded")
+    except UnsupportedEncoding as exc:
+        return Download(url, url, error=f"the server sent Content-Encoding {exc}, which digest "
+                        "cannot decode (it asks for gzip or deflate)")
+    except (httpx.DecodingError, zlib.error):
+        return Download(url, url, error="the response body could not be decoded "
+                        "(corrupt compressed data)")
     except httpx.HTTPError as exc:
         return Download(url, url, error=f"{type(exc).__name__}: {exc}")
 

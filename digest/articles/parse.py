@@ -1,17 +1,15 @@
-"""Feed bytes -> plain dataclasses, safely.
+"""Feed bytes -> plain dataclasses, safely: RSS, Atom and RDF through feedparser, JSON Feed
+through ``json_feed``.
 
-feedparser is only ever given bytes we already downloaded (never a URL or a path: it would
-fetch them itself, without our timeout or size cap). Before feedparser sees a document it is
-checked with expat:
+feedparser is only ever given text we already downloaded (never a URL or a path: it would
+fetch them itself, without our timeout or size cap), and only after ``document.prepare`` has
+decoded it, repaired what CMSs get wrong and refused entity declarations. Local date formats
+are read by the handler ``dates`` registers with feedparser.
 
-* a document that declares XML entities (``<!ENTITY ...>``: billion-laughs bombs, external
-  entity tricks) is refused outright; real feeds have no need for them;
-* a document that is not well-formed (an HTML page, a truncated download, broken markup) is
-  refused with the line and column, except for undefined HTML entities such as ``&nbsp;``, which
-  are common in real feeds and which feedparser handles.
-
-Everything that comes out is sanitized: HTML through ``digest.articles.sanitize``, URLs through its
-scheme allow-list, titles as plain text.
+feedparser's own HTML sanitizer and relative-URI resolution are switched off: ``entries`` does
+both once, with nh3 (feedparser would also turn an obfuscated ``java&#9;script:`` into an
+innocent-looking path under the feed). Titles, links and HTML are decoded exactly once.
+A document that is no feed gets a message naming what it is.
 """
 
 from __future__ import annotations
@@ -20,85 +18,41 @@ import datetime as dt
 import io
 import re
 import time
-import xml.parsers.expat
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urljoin
 
 import feedparser
 
-from digest.articles.sanitize import excerpt, safe_image_url, safe_url, sanitize_html, to_text
+from digest.articles import dates  # noqa: F401  (registers its date handler with feedparser)
+from digest.articles.document import Document, FeedRejected, Kind, prepare
+from digest.articles.entries import (
+    EntryRejected,
+    ParsedEntry,
+    RawEntry,
+    author_name,
+    clean_entry,
+    plain,
+)
+from digest.articles.json_feed import read_json_feed
+from digest.articles.sanitize import safe_url
 
-__all__ = ["FeedRejected", "ParsedEntry", "ParsedFeed", "parse_feed"]
+__all__ = ["FeedRejected", "ParsedEntry", "ParsedFeed", "author_name", "parse_feed"]
 
-TITLE_MAX = 1000
-AUTHOR_MAX = 300
-TOPIC_MAX = 100
-EXCERPT_CHARS = 300
-_IMG_SRC = re.compile(r"""<img\b[^>]*?\bsrc\s*=\s*["']([^"']+)["']""", re.IGNORECASE)
-_ENTITY_DECL = re.compile(rb"<!ENTITY", re.IGNORECASE)
-
-
-class FeedRejected(ValueError):
-    """The document is not a feed we accept; the message says why, for the fetch report."""
-
-
-@dataclass(frozen=True)
-class ParsedEntry:
-    """One feed item, cleaned: safe HTML, safe absolute URLs, plain-text title."""
-
-    guid: str | None
-    url: str
-    title: str
-    summary_html: str
-    summary_text: str
-    content_html: str | None
-    author: str | None
-    published_at: dt.datetime | None  # None: the feed gave no date (use first-seen time)
-    categories: list[str] = field(default_factory=list)
-    image_url: str | None = None
+_HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+_TAG = re.compile(r"</?[A-Za-z][^>]*>")
+_ALTERNATE = re.compile(
+    r"""<link\b(?=[^>]*\brel=["']?alternate)(?=[^>]*\btype=["']?application/"""
+    r"""(?:rss|atom|feed)\+(?:xml|json))[^>]*\bhref=["']?([^"'\s>]+)""", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
 class ParsedFeed:
     title: str | None
     link: str | None
-    version: str  # feedparser's name for the format: rss20, atom10, rss10 ...
+    version: str  # feedparser's name for the format (rss20, atom10, rss10 ...) or json1/json11
     entries: list[ParsedEntry]
     skipped: list[str]  # why some items were left out (e.g. no link)
-
-
-def _check_document(data: bytes) -> None:
-    """Refuse entity declarations and documents that are not well-formed XML."""
-    if not data.strip():
-        raise FeedRejected("empty response: not a feed")
-    root = re.search(rb"<[A-Za-z_]", data)
-    prolog = data[: root.start()] if root else data
-    if _ENTITY_DECL.search(prolog) or _ENTITY_DECL.search(prolog.replace(b"\x00", b"")):
-        raise FeedRejected("the document declares XML entities (<!ENTITY>); refused as a "
-                           "possible entity-expansion attack")
-    parser = xml.parsers.expat.ParserCreate()
-    # With a "foreign DTD" assumed, undefined entities (&nbsp;) are skipped, not fatal; nothing
-    # external is ever loaded because no ExternalEntityRefHandler is set.
-    parser.UseForeignDTD(True)
-
-    def refuse_entity(*_args: Any) -> None:
-        raise FeedRejected("the document declares XML entities (<!ENTITY>); refused as a "
-                           "possible entity-expansion attack")
-
-    parser.EntityDeclHandler = refuse_entity
-    try:
-        parser.Parse(data, True)
-    except xml.parsers.expat.ExpatError as exc:
-        reason = xml.parsers.expat.ErrorString(exc.code)
-        hint = " (truncated?)" if exc.code == xml.parsers.expat.errors.codes[
-            xml.parsers.expat.errors.XML_ERROR_NO_ELEMENTS] else ""
-        raise FeedRejected(f"not well-formed XML at line {exc.lineno}, column {exc.offset}: "
-                           f"{reason}{hint}") from None
-    except ValueError as exc:
-        if isinstance(exc, FeedRejected):
-            raise
-        # expat cannot read multi-byte legacy encodings (GB2312, Shift_JIS); feedparser can,
-        # and the entity check above already ran on the raw bytes.
 
 
 def _to_utc(parsed: time.struct_time | None) -> dt.datetime | None:
@@ -110,95 +64,122 @@ def _to_utc(parsed: time.struct_time | None) -> dt.datetime | None:
         return None
 
 
-def _plain(value: str | None) -> str:
-    """A title as plain text. Markup is removed even when the feed calls the title plain text:
-    feeds mislabel, and a literal ``<script>`` in a title has no business in the store."""
-    if not value:
-        return ""
-    return " ".join(to_text(value).split())
+def _is_html(detail: Any, value: str, version: str) -> bool:
+    """Whether a text construct is HTML. RSS says nothing: feedparser guesses HTML as soon as
+    an entity appears, which would decode ``&amp;lt;b&amp;gt;`` a second time; here an RSS text
+    is HTML only when it holds tags."""
+    kind = str((detail or {}).get("type") or "text/plain")
+    if kind not in _HTML_TYPES:
+        return False
+    return version.startswith("atom") or _TAG.search(value) is not None
 
 
-def _cut(text: str | None, limit: int) -> str | None:
-    if not text:
-        return None
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _base(detail: Any, document_url: str) -> str | None:
+    """The xml:base in effect, when the feed set one (feedparser reports the document URL
+    otherwise)."""
+    base = str((detail or {}).get("base") or "")
+    return base if base and base != document_url else None
 
 
-def _image(entry: Any, base: str | None, *html: str | None) -> str | None:
-    candidates: list[str | None] = []
+def _images(entry: Any) -> list[str]:
+    found: list[str] = []
     for enc in entry.get("enclosures", []) or []:
         if str(enc.get("type", "")).startswith("image/"):
-            candidates.append(enc.get("href") or enc.get("url"))
+            found.append(enc.get("href") or enc.get("url") or "")
     for media in entry.get("media_content", []) or []:
         if media.get("medium") == "image" or str(media.get("type", "")).startswith("image/"):
-            candidates.append(media.get("url"))
-    candidates += [m.get("url") for m in entry.get("media_thumbnail", []) or []]
-    for fragment in html:
-        if fragment and (m := _IMG_SRC.search(fragment)):
-            candidates.append(m.group(1))
-    for candidate in candidates:
-        if url := safe_image_url(candidate, base):
-            return url
-    return None
+            found.append(media.get("url") or "")
+    found += [m.get("url") or "" for m in entry.get("media_thumbnail", []) or []]
+    return [u for u in found if u]
 
 
-def _entry(entry: Any, feed_url: str) -> ParsedEntry:
-    url = safe_url(entry.get("link"), feed_url, schemes=frozenset({"http", "https"}))
-    if url is None and entry.get("guidislink"):
-        url = safe_url(entry.get("id"), feed_url, schemes=frozenset({"http", "https"}))
-    if url is None:
-        raise FeedRejected("no usable http(s) link")
+def _raw(entry: Any, url: str, version: str) -> RawEntry:
+    link = entry.get("link")
+    if not (link and safe_url(link, url)) and entry.get("guidislink"):
+        link = entry.get("id")
     contents = entry.get("content") or []
-    raw_content = contents[0].get("value") if contents else None
-    raw_summary = entry.get("summary") or raw_content
-    summary_html = sanitize_html(raw_summary, url)
-    content_html = sanitize_html(raw_content, url) if raw_content else None
-    summary_text = excerpt(to_text(summary_html or content_html), EXCERPT_CHARS)
-    title = _plain(entry.get("title")) or excerpt(summary_text, 80)
-    tags = [str(t.get("term") or t.get("label") or "").strip().lower()
-            for t in entry.get("tags", []) or []]
-    guid = str(entry.get("id") or "").strip() or None
-    return ParsedEntry(
-        guid=guid,
-        url=url,
-        title=_cut(title or url, TITLE_MAX) or url,
-        summary_html=summary_html,
-        summary_text=summary_text,
-        content_html=content_html or None,
-        author=_cut(_plain(entry.get("author")), AUTHOR_MAX),
-        published_at=_to_utc(entry.get("published_parsed") or entry.get("updated_parsed")),
-        categories=sorted({t[:TOPIC_MAX] for t in tags if t}),
-        image_url=_image(entry, url, raw_content, raw_summary),
+    content = next((c for c in contents if c.get("type") in _HTML_TYPES), None) or (
+        contents[0] if contents else None)
+    summary_detail = entry.get("summary_detail")
+    summary = entry.get("summary")
+    title = entry.get("title") or ""
+    detail = entry.get("author_detail") or {}
+    return RawEntry(
+        link=link,
+        guid=str(entry.get("id") or ""),
+        title=title,
+        title_is_html=_is_html(entry.get("title_detail"), title, version),
+        summary=summary,
+        summary_is_html=_is_html(summary_detail, summary or "", "atom")
+        if summary_detail else True,
+        content=content.get("value") if content else None,
+        content_is_html=content is None or content.get("type") in _HTML_TYPES,
+        base=_base(content or summary_detail, url),
+        authors=[str(detail.get("name") or ""), str(entry.get("author") or "")],
+        published=_to_utc(entry.get("published_parsed") or entry.get("updated_parsed")),
+        categories=[str(t.get("term") or t.get("label") or "") for t in entry.get("tags") or []],
+        images=_images(entry),
+    )
+
+
+def _not_a_feed(document: Document, url: str) -> FeedRejected:
+    """Name what the document is, in place of a feed."""
+    head = document.text[:4096].lower()
+    if document.root in ("html", "HTML") or "<!doctype html" in head or "<html" in head:
+        found = _ALTERNATE.search(document.text[:65536])
+        if found:
+            return FeedRejected(f"an HTML page, not a feed; the page names its feed at "
+                                f"{urljoin(url, found.group(1))}: add that address instead")
+        return FeedRejected("an HTML page, not a feed (the site's address rather than its "
+                            "feed's? give the address of its RSS or Atom feed)")
+    if document.xml_error:
+        return FeedRejected(document.xml_error)
+    if document.root:
+        return FeedRejected(f"an XML document whose root element is <{document.root}>, not "
+                            "RSS, RDF or Atom")
+    return FeedRejected("not an RSS or Atom feed (unknown document type)")
+
+
+def _feedparser(document: Document, url: str) -> ParsedFeed:
+    headers = {"content-location": url, "content-type": "application/xml; charset=utf-8"}
+    result = feedparser.parse(io.BytesIO(document.text.encode("utf-8")),
+                              response_headers=headers, resolve_relative_uris=False,
+                              sanitize_html=False)
+    version = str(result.get("version") or "")
+    if not version and not result.get("entries"):
+        raise _not_a_feed(document, url)
+    channel = result.get("feed", {})
+    entries: list[ParsedEntry] = []
+    skipped: list[str] = []
+    for index, raw in enumerate(result.get("entries", [])):
+        try:
+            entries.append(clean_entry(_raw(raw, url, version), url))
+        except EntryRejected as exc:
+            skipped.append(f"item {index + 1}: {exc}")
+    title = channel.get("title")
+    return ParsedFeed(
+        title=plain(title, _is_html(channel.get("title_detail"), title or "", version))[:500]
+        or None,
+        link=safe_url(channel.get("link"), url),
+        version=version or "unknown",
+        entries=entries,
+        skipped=skipped,
     )
 
 
 def parse_feed(data: bytes, url: str, content_type: str | None = None) -> ParsedFeed:
     """Parse downloaded feed bytes; raise ``FeedRejected`` when they are not an acceptable
     feed."""
-    _check_document(data)
-    headers = {"content-location": url}
-    if content_type:
-        headers["content-type"] = content_type
-    # Relative links inside item HTML are resolved by sanitize_html against the item's own link
-    # (what readers expect for RSS), not by feedparser against the feed URL: feedparser would
-    # also turn an obfuscated "java&#9;script:" into an innocent-looking path under the feed.
-    result = feedparser.parse(io.BytesIO(data), response_headers=headers,
-                              resolve_relative_uris=False)
-    version = str(result.get("version") or "")
-    channel = result.get("feed", {})
-    if not version:
-        raise FeedRejected("not an RSS or Atom feed (unknown document type)")
+    document = prepare(data, content_type)
+    if document.kind is not Kind.JSON:
+        return _feedparser(document, url)
+    feed = read_json_feed(document.text)
     entries: list[ParsedEntry] = []
     skipped: list[str] = []
-    for index, raw in enumerate(result.get("entries", [])):
+    for index, raw in enumerate(feed.entries):
         try:
-            entries.append(_entry(raw, url))
-        except FeedRejected as exc:
+            entries.append(clean_entry(raw, url))
+        except EntryRejected as exc:
             skipped.append(f"item {index + 1}: {exc}")
-    return ParsedFeed(
-        title=_cut(_plain(channel.get("title")), 500),
-        link=safe_url(channel.get("link"), url),
-        version=version,
-        entries=entries,
-        skipped=skipped,
-    )
+    return ParsedFeed(title=plain(feed.title)[:500] or None, link=safe_url(feed.link, url),
+                      version=feed.version, entries=entries, skipped=skipped)

@@ -12,7 +12,6 @@ to a one-line teaser on a word boundary; the email renderer reuses both.
 
 from __future__ import annotations
 
-import html as htmllib
 import re
 from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
@@ -21,7 +20,7 @@ import nh3
 
 __all__ = [
     "ALLOWED_TAGS", "SAFE_SCHEMES", "excerpt", "safe_image_url", "safe_url", "sanitize_html",
-    "to_text",
+    "strip_tags", "to_text",
 ]
 
 # Longer links are broken in practice, and would not fit the store's URL columns.
@@ -60,11 +59,13 @@ def safe_url(url: str | None, base_url: str | None = None, *,
     """``url`` made absolute against ``base_url`` if it has an allowed scheme, else ``None``.
 
     Browsers ignore tabs, newlines and control characters inside a scheme (``java\\tscript:``),
-    so they are removed before the scheme is read.
+    so they are removed before the scheme is read. ``url`` is the URL itself, already decoded
+    by whoever read it (XML, HTML or JSON parser): it is never entity-decoded again, or
+    ``?id=0&section=1`` would become ``?id=0§ion=1``.
     """
     if not url:
         return None
-    cleaned = _CONTROL.sub("", htmllib.unescape(url.strip()))
+    cleaned = _CONTROL.sub("", url.strip())
     if not cleaned:
         return None
     if base_url:
@@ -85,15 +86,24 @@ def safe_image_url(url: str | None, base_url: str | None = None) -> str | None:
     return safe_url(url, base_url, schemes=_IMAGE_SCHEMES)
 
 
-def sanitize_html(html: str | None, base_url: str | None = None) -> str:
-    """Untrusted HTML -> HTML with only allow-listed tags, attributes and URL schemes."""
+def sanitize_html(html: str | None, base_url: str | None = None,
+                  images: list[str] | None = None) -> str:
+    """Untrusted HTML -> HTML with only allow-listed tags, attributes and URL schemes.
+
+    The HTML parser (html5ever, inside nh3) decodes attribute values once, by the HTML rules
+    (``&copy=3`` in an ``href`` stays as written); ``images`` receives the absolute URL of every
+    ``<img>`` kept, in document order.
+    """
     if not html or not html.strip():
         return ""
 
     def keep(tag: str, attribute: str, value: str) -> str | None:
         if attribute in _URL_ATTRIBUTES:
-            checked = (safe_image_url(value, base_url) if tag == "img"
-                       else safe_url(value, base_url))
+            if tag != "img":
+                return safe_url(value, base_url)
+            checked = safe_image_url(value, base_url)
+            if checked is not None and images is not None and attribute == "src":
+                images.append(checked)
             return checked
         return value
 
@@ -166,6 +176,16 @@ def to_text(html: str | None) -> str:
         if text:
             paragraphs.append(text)
     return "\n\n".join(paragraphs)
+
+
+_DROP_BLOCK = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"</?[A-Za-z!][^>]*>")
+
+
+def strip_tags(text: str) -> str:
+    """Plain text that may carry stray markup (feeds mislabel): tags removed, scripts with their
+    content, and entities left alone -- in plain text ``&copy`` is five characters."""
+    return _TAG.sub("", _DROP_BLOCK.sub("", text))
 
 
 def excerpt(text: str, limit: int = 300) -> str:
