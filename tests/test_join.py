@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -80,11 +81,20 @@ def test_planner_and_two_joiners_send_each_reader_exactly_once(
         readers: list[str]) -> None:
     # Batches take ~1.5 s to send, longer than the 1 s claim timeout: without the heartbeat
     # the other senders would take them as stale and readers would get two copies.
-    with fault_server(FaultHandler(delay=0.1)) as (handler, port):
-        s = replace(settings, smtp_port=port, send_concurrency=2, batch_size=30)
+    # The server holds every reply until all three senders hold claims, so the joiners provably
+    # share the work however slowly they start on a loaded machine.
+    hold = threading.Event()
+    with fault_server(FaultHandler(delay=0.1, hold=hold)) as (handler, port):
+        s = replace(settings, smtp_port=port, send_concurrency=2, batch_size=30,
+                    smtp_timeout=120.0)
         planner = _spawn(s, tmp_path, claim_timeout=1)
-        _wait_until(lambda: len(_rows(sessions)) == len(readers))  # planned
-        joiners = [_spawn(s, tmp_path, "--join", claim_timeout=1) for _ in range(2)]
+        try:
+            _wait_until(lambda: len(_rows(sessions)) == len(readers))  # planned
+            joiners = [_spawn(s, tmp_path, "--join", claim_timeout=1) for _ in range(2)]
+            _wait_until(lambda: len({r.claimed_by for r in _rows(sessions) if r.claimed_by}) == 3,
+                        timeout=60)
+        finally:
+            hold.set()
         reports = [_report(p) for p in (planner, *joiners)]
     assert sorted(handler.accepted) == readers
     assert all(len(copies) == 1 for copies in handler.accepted.values())
