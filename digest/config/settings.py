@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from dotenv import dotenv_values
 
 from digest.config.errors import ConfigError
+from digest.config.locales import available_locales, language_of
 
 __all__ = ["Settings", "SmtpSecurity", "load_settings"]
 
@@ -76,6 +77,8 @@ class Settings:
     feed_max_bytes: int = 5_000_000
     lock_dir: Path | None = None
     claim_timeout: float = 3600.0
+    # The publication's language (issue 11): a reader's own locale wins when we have it.
+    locale: str = "en"
 
     @property
     def privacy_url(self) -> str:
@@ -170,6 +173,14 @@ class _Reader:
         return path
 
 
+def _locale(raw: str) -> str:
+    """``ro_RO`` -> ``ro``; a language without a catalog is refused (ValueError)."""
+    language = language_of(raw)
+    if language is None:
+        raise ValueError(raw)
+    return language
+
+
 def _mailbox(key: str, raw: str) -> str:
     _name, addr = parseaddr(raw)
     if "@" not in addr or addr.startswith("@") or addr.endswith("@"):
@@ -228,6 +239,9 @@ def load_settings(
         feed_max_bytes=r.number("DIGEST_FEED_MAX_BYTES", 5_000_000, minimum=1024),
         lock_dir=r.path("DIGEST_LOCK_DIR", must_exist=False),
         claim_timeout=r.real("DIGEST_CLAIM_TIMEOUT", 3600.0),
+        locale=r.convert(
+            "DIGEST_LOCALE", "en", _locale, "no catalog for this language",
+            f"use one of {', '.join(available_locales())}, or add a catalog (see the README)"),
     )
     _check_combinations(settings)
     return settings

@@ -192,7 +192,7 @@ def unsubscribe(session: Session, subscriber: Subscriber, origin: Origin) -> boo
 
 def update_preferences(session: Session, subscriber: Subscriber, origin: Origin, *,
                        topics: Sequence[str] | None = None, frequency: Frequency | None = None,
-                       plain_text_only: bool | None = None) -> None:
+                       plain_text_only: bool | None = None, locale: str | None = None) -> None:
     changes: list[str] = []
     if topics is not None and parse_topics(topics) != subscriber.topics:
         subscriber.topics = parse_topics(topics)
@@ -203,6 +203,9 @@ def update_preferences(session: Session, subscriber: Subscriber, origin: Origin,
     if plain_text_only is not None and plain_text_only != subscriber.plain_text_only:
         subscriber.plain_text_only = plain_text_only
         changes.append(f"plain_text_only={plain_text_only}")
+    if locale is not None and locale != subscriber.locale:
+        subscriber.locale = locale
+        changes.append(f"locale={locale}")
     if changes:
         detail = "; ".join(changes)
         record_event(session, subscriber, ConsentKind.PREFERENCES,

@@ -18,7 +18,9 @@ from email.utils import format_datetime, make_msgid
 from digest.config.settings import Settings
 from digest.readers.addresses import smtp_address
 from digest.render.environment import make_environment
+from digest.render.i18n import language
 from digest.render.tokens import CONFIRM_MAX_AGE_DAYS, Purpose, make_token
+from digest.render.values import wrap
 from digest.transport.connection import send_one
 
 __all__ = ["build_confirmation", "confirm_url", "send_confirmation"]
@@ -45,10 +47,15 @@ def _sender(settings: Settings) -> Address:
 
 
 def build_confirmation(settings: Settings, *, email: str, name: str | None, url: str,
-                       now: dt.datetime) -> bytes:
-    """The confirmation message for ``email`` with the confirmation link ``url``."""
-    env = make_environment(settings, "email")
+                       now: dt.datetime, locale: str | None = None) -> bytes:
+    """The confirmation message for ``email`` with the confirmation link ``url``, in the
+    reader's language (``locale``, else ``DIGEST_LOCALE``)."""
+    lang = language(locale, settings.locale)
+    env = make_environment(settings, "email", lang)
+    env.filters["wrap"] = wrap
+    subject = lang.gettext("Confirm your subscription to %(site)s", site=settings.site_name)
     context = {
+        "subject": subject,
         "site_name": settings.site_name, "site_url": settings.site_url, "name": name or "",
         "confirm_url": url, "privacy_url": settings.privacy_url,
         "postal_address": settings.postal_address, "expires_days": CONFIRM_MAX_AGE_DAYS,
@@ -58,7 +65,7 @@ def build_confirmation(settings: Settings, *, email: str, name: str | None, url:
 
     sender = _sender(settings)
     msg = EmailMessage(policy=_POLICY)
-    msg["Subject"] = f"Confirm your subscription to {settings.site_name}"
+    msg["Subject"] = subject
     msg["From"] = sender
     msg["To"] = _recipient(email, name)
     if settings.reply_to:
@@ -75,9 +82,11 @@ def build_confirmation(settings: Settings, *, email: str, name: str | None, url:
 
 
 async def send_confirmation(settings: Settings, *, subscriber_id: int, email: str,
-                            name: str | None, now: dt.datetime) -> str:
+                            name: str | None, now: dt.datetime,
+                            locale: str | None = None) -> str:
     """Build and send the confirmation for one subscriber; return the server's reply."""
     data = build_confirmation(settings, email=email, name=name,
-                              url=confirm_url(settings, subscriber_id, now), now=now)
+                              url=confirm_url(settings, subscriber_id, now), now=now,
+                              locale=locale)
     return await send_one(settings, smtp_address(settings.from_address.addr_spec),
                           smtp_address(email), data)
