@@ -54,6 +54,7 @@ def test_sign_up_takes_the_browser_language_and_mails_in_it(
     assert untranslated(_visible(form)) == []
     thanks = httpx.post(f"{server.base}/subscribe", data={"email": "ana@example.ro"}, headers=ro)
     assert "Verificați-vă căsuța de e-mail" in thanks.text
+    assert untranslated(_visible(thanks.text)) == []
     assert thanks.headers["content-language"] == "ro"
     assert _locale(server, "ana@example.ro") == "ro"
     [mail] = wait_for_mail(smtp_server, 1)
@@ -89,10 +90,12 @@ def test_every_page_follows_the_reader_and_the_preferences_change_it(
         assert untranslated(_visible(html)) == [], name
     assert english == pages["preferences"]
     assert len(untranslated(_visible(httpx.get(server.base + "/privacy").text))) > 5
+    left = httpx.post(unsub, data={"confirm": "yes"}).text
+    assert "V-ați dezabonat" in left and untranslated(_visible(left)) == []
     saved = httpx.post(prefs, data={"frequency": "weekly", "locale": "en"})
     assert '<html lang="en">' in saved.text and "Your preferences are saved." in saved.text
     assert _locale(server, "maria@example.ro") == "en"
-    after = httpx.post(unsub, data={"confirm": "yes"}).text
+    after = httpx.post(unsub, data={"confirm": "yes"}).text  # now in English
     assert "You are unsubscribed" in after
 
 
