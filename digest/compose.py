@@ -70,6 +70,7 @@ class ReaderView:
     plain_text_only: bool = False
     last_digest_at: dt.datetime | None = None
     received_article_ids: frozenset[int] = frozenset()
+    locale: str | None = None  # as stored (ro, ro-RO, ...); render resolves it
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ class Digest:
     edition: EditionView
     articles: tuple[ArticleView, ...]
     plain_text_only: bool = False
+    locale: str | None = None  # the reader's; one rendering per language
 
 
 def period(frequency: Frequency) -> dt.timedelta:
@@ -117,7 +119,8 @@ def compose(articles: Iterable[ArticleView], reader: ReaderView, edition: Editio
     ]
     if not chosen:
         return None
-    return Digest(edition, tuple(_newest_first(chosen)[:max_items]), reader.plain_text_only)
+    return Digest(edition, tuple(_newest_first(chosen)[:max_items]), reader.plain_text_only,
+                  reader.locale)
 
 
 def edition_selection(articles: Iterable[ArticleView], edition: EditionView, *,

@@ -151,6 +151,7 @@ def cli_env(settings: Settings) -> dict[str, str]:
         "DIGEST_SMTP_SECURITY": settings.smtp_security.value,
         "DIGEST_SMTP_TIMEOUT": str(settings.smtp_timeout),
         "DIGEST_LOCK_DIR": str(settings.lock_dir or ""),
+        "DIGEST_LOCALE": settings.locale,
     }
 
 

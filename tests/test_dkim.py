@@ -71,7 +71,13 @@ def test_signed_message_verifies_after_real_smtp_and_breaks_when_changed(
     assert tags["d"] == DOMAIN and tags["s"] == SELECTOR
     signed = {h.strip().lower() for h in re.sub(r"\s", "", tags["h"]).split(":")}
     assert {"from", "to", "subject", "date", "message-id", "mime-version", "content-type",
-            "list-id", "list-unsubscribe", "list-unsubscribe-post", "reply-to"} <= signed
+            "list-id", "list-unsubscribe", "list-unsubscribe-post", "feedback-id",
+            "reply-to"} <= signed
+    assert_checklist(received.data, dkim=True)
+    # Gmail's Feedback-ID (edition:frequency:list:sender) is signed: changing it breaks DKIM.
+    assert received.message["Feedback-ID"] == "7:daily:daily.example.ro:example.ro"
+    forged = received.data.replace(b"Feedback-ID: 7:daily:", b"Feedback-ID: 8:daily:")
+    assert forged != received.data and not dkim.verify(forged, dnsfunc=fake_dns(record))
 
     tampered = received.data.replace(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click",
                                      b"List-Unsubscribe-Post: List-Unsubscribe=One-Clock")

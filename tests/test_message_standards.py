@@ -47,7 +47,7 @@ def test_checklist_on_a_message_sent_through_real_smtp(smtp_settings: Settings,
                                postal_address=smtp_settings.postal_address)
     assert message["To"].addresses[0].display_name == "Ștefan Mureșan"
     assert message["From"].addresses[0].display_name == "Știri de Argeș"
-    assert message["Subject"] == f"Știri de Argeș, 28 November 2026: {NASTY_TITLE}"
+    assert message["Subject"] == f"Știri de Argeș, November 28, 2026: {NASTY_TITLE}"
     assert message["List-Id"] == "Știri de Argeș <daily.example.ro>"  # the From domain
     tag = installation_tag(smtp_settings.secret_key or "")
     assert message["Message-ID"] == message_id_for(7, 42, "example.ro", tag) == outgoing.message_id

@@ -20,6 +20,7 @@ from digest.compose import ArticleView, Digest, ReaderView
 from digest.config.errors import ConfigError
 from digest.config.settings import Settings, load_settings
 from digest.render.environment import BUILTIN_TEMPLATES
+from digest.render.i18n import language
 from digest.render.message import Renderer
 from digest.render.mime import QpTemplate, encode_phrase
 from digest.render.values import excerpt, list_id, subject_text, truncate
@@ -107,7 +108,7 @@ def test_render_once_per_distinct_digest(settings: Settings) -> None:
     first = renderer.render(sample_digest())
     assert renderer.render(sample_digest()) is first  # equal digests share the rendering
     assert renderer.render(sample_digest(plain_text_only=True)) is not first
-    assert first.subject.startswith("Știri de Argeș, 28 November 2026: Primarul")
+    assert first.subject.startswith("Știri de Argeș, November 28, 2026: Primarul")
 
 
 def test_renderer_refuses_to_start_without_a_secret_key(settings: Settings) -> None:
@@ -161,8 +162,8 @@ def test_excerpt_falls_back_to_summary_html_without_tags() -> None:
 def test_subject_has_site_date_and_truncated_headline() -> None:
     long_title = "Cuvânt " * 40
     digest = Digest(EDITION, (replace(long_article(1), title=long_title),))
-    subject = subject_text("Știri", digest)
-    assert subject.startswith("Știri, 28 November 2026: Cuvânt")
+    subject = subject_text("Știri", digest, language("en"))
+    assert subject.startswith("Știri, November 28, 2026: Cuvânt")
     assert len(subject) < 130 and subject.endswith("…")
 
 

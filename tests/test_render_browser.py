@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -72,7 +73,7 @@ def test_digest_renders_without_horizontal_scroll(settings: Settings) -> None:
                 assert len(sizes) == 2
                 for natural, shown, height in sizes:
                     assert natural == 1104  # the image loaded
-                    assert 0 < shown <= width and abs(height - shown * 620 / 1104) < 2
+                    assert 0 < shown <= 128 and abs(height - shown * 620 / 1104) < 2
                 no_script = page.evaluate("document.querySelectorAll('script').length")
                 assert no_script == 0
                 title = page.evaluate("document.querySelector('h2').textContent")
@@ -89,3 +90,69 @@ def test_digest_renders_without_horizontal_scroll(settings: Settings) -> None:
         finally:
             browser.close()
     assert (ARTIFACTS / "digest-375.png").stat().st_size > 10_000
+
+
+def _browser():  # type: ignore[no-untyped-def]
+    from playwright.sync_api import sync_playwright
+    return sync_playwright()
+
+
+def _launch(p):  # type: ignore[no-untyped-def]
+    return p.chromium.launch(executable_path=str(CHROMIUM),
+                             args=["--no-sandbox", "--disable-gpu",
+                                   "--disable-background-networking",
+                                   "--disable-component-update"])
+
+
+def _server(image: bytes | None):  # type: ignore[no-untyped-def]
+    """A route handler (one argument: Playwright passes the request too to two-argument
+    ones) that serves ``image`` for every .jpg, or blocks images when it is None."""
+    def serve(route) -> None:  # type: ignore[no-untyped-def]
+        if image is not None and route.request.url.endswith(".jpg"):
+            route.fulfill(status=200, content_type="image/png", body=image)
+        else:
+            route.abort()
+    return serve
+
+
+def test_romanian_and_english_digests_at_375px_and_with_images_off(settings: Settings) -> None:
+    """Screenshots (test-artifacts/digest-ro-375.png, digest-en-375.png, digest-ro-375-no-
+    images.png): no horizontal scroll, the lang attribute, and with images blocked no empty
+    picture-sized box."""
+    renderer = Renderer(settings)
+    articles = (long_article(1, title=NASTY_TITLE, image=True),
+                long_article(2, title="Un-cuvânt-foarte-lung-fără-spații-" * 4, image=True),
+                long_article(3, image=True), long_article(4))
+    image = png(1104, 620, (96, 125, 139))
+    ARTIFACTS.mkdir(exist_ok=True)
+    with _browser() as p:
+        browser = _launch(p)
+        try:
+            for locale, images in (("ro", True), ("en", True), ("ro", False)):
+                reader = replace(STEFAN, locale=locale)
+                html = renderer.render(Digest(EDITION, articles, locale=locale)).html_for(reader)
+                assert html is not None
+                page = browser.new_page(viewport={"width": 375, "height": 800})
+
+                page.route("**/*", _server(image if images else None))
+                page.set_content(html, wait_until="load")
+                assert page.evaluate("document.documentElement.lang") == locale
+                scroll = page.evaluate("document.documentElement.scrollWidth")
+                assert scroll <= 375, f"{locale}: {scroll}px wide at 375px"
+                heights = page.evaluate(
+                    "[...document.images].map(i => i.getBoundingClientRect().height)")
+                assert len(heights) == 3
+                if images:
+                    assert all(60 < h < 75 for h in heights), heights
+                else:  # one line of alt text, not the 16:9 box the attributes describe
+                    assert all(h <= 24 for h in heights), heights
+                more = page.evaluate("[...document.querySelectorAll('a[aria-label]')]"
+                                     ".map(a => a.getAttribute('aria-label'))")
+                assert len(more) == 4 and all(":" in m for m in more)
+                suffix = "" if images else "-no-images"
+                page.screenshot(path=str(ARTIFACTS / f"digest-{locale}-375{suffix}.png"),
+                                full_page=True)
+                page.close()
+        finally:
+            browser.close()
+    assert (ARTIFACTS / "digest-ro-375.png").stat().st_size > 10_000

@@ -206,3 +206,21 @@ def test_privacy_archive_and_error_pages(page: Any, server: LiveServer) -> None:
         page.goto(server.base + path)
         page.wait_for_selector(f"text={heading}")
         shot(page, name)
+
+
+def test_romanian_reader_preferences_and_language_switch(page: Any, server: LiveServer) -> None:
+    """A Romanian reader's preferences page at 375 px (web-preferences-ro.png): lang="ro",
+    Romanian labels, no sideways scroll; choosing English switches the page and the reader."""
+    sid = add_reader(server.sessions, LONG_EMAIL, locale="ro-RO")
+    token = make_token(SECRET, Purpose.PREFERENCES, sid)
+    page.goto(server.local(f"{server.settings.base_url}/preferences/{token}"))
+    assert page.evaluate("document.documentElement.lang") == "ro"
+    page.wait_for_selector("h1:has-text('Preferințele dumneavoastră')")
+    shot(page, "preferences-ro")
+    page.check("input[name=locale][value=en]")
+    page.click("button:has-text('Salvați preferințele')")
+    page.wait_for_selector("text=Your preferences are saved.")
+    assert page.evaluate("document.documentElement.lang") == "en"
+    with server.sessions() as session:
+        sub = session.get(Subscriber, sid)
+        assert sub is not None and sub.locale == "en"

@@ -45,9 +45,10 @@ def test_thousands_of_form_fields_answer_413_without_a_traceback(
 
 
 @pytest.mark.parametrize("address, reason", [
-    ("a" * 70 + "@exemplu.ro", "more than 64"),
+    # Readers see their own language's words (the operator's reason is in the CLI and logs).
+    ("a" * 70 + "@exemplu.ro", "This is not a valid email address"),
     ("ștefan@exemplu.ro", "non-Latin letters before the @"),
-    ("ana@redactie.test", "special-use or reserved name"),
+    ("ana@redactie.test", "This is not a valid email address"),
 ])
 def test_sign_up_refuses_what_the_cli_and_import_refuse(smtp_settings: Settings, address: str,
                                                         reason: str) -> None:

@@ -89,6 +89,10 @@ def _register() -> None:
 
     main.add_command(serve)
 
+    from digest.cli.check import check
+
+    main.add_command(check)
+
     from digest.cli import local, sending
 
     for command in (sending.send, sending.run, sending.status, local.sink, local.demo):

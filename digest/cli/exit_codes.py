@@ -33,7 +33,8 @@ _SEND = [
                            "pending or deferred ones, or the run stopped (5.7.x policy "
                            "refusal, unreachable server, SIGTERM)"),
     (ExitCode.CONFIG, "usage or configuration error (settings, database, SMTP credentials, "
-                      "certificate, STARTTLS)"),
+                      "certificate, STARTTLS, a template override missing what every digest "
+                      "must carry)"),
     (ExitCode.LOCKED, "another run holds the lock; nothing was done"),
 ]
 
@@ -77,6 +78,9 @@ EXIT_CODES: dict[str, list[tuple[ExitCode, str]]] = {
                                                            "named, with its reason)"),
             *_SEND[2:]],
     "status": [(ExitCode.OK, "shown"), _CONFIG],
+    "check": [(ExitCode.OK, "every sample message meets the checklist"),
+              (ExitCode.SOME_FAILED, "a sample message fails the checklist (each failure is "
+                                     "printed)"), _CONFIG],
     "serve": [(ExitCode.OK, "stopped"), _CONFIG],
     "sink": [(ExitCode.OK, "stopped"), (ExitCode.CONFIG, "cannot listen on that port, or a "
                                                         "usage error")],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -18,6 +19,7 @@ from sqlalchemy import select
 from digest.cli.context import App, pass_app
 from digest.compose import EditionView, ReaderView, compose, edition_cutoff
 from digest.config.errors import DigestError, InvalidInput
+from digest.config.locales import available_locales, language_of
 from digest.delivery.snapshots import candidate_articles, edition_view_for, readers_for
 from digest.readers.lifecycle import get_subscriber
 from digest.render.message import Renderer
@@ -38,11 +40,13 @@ SAMPLE_READER = ReaderView(subscriber_id=0, email="stefan.muresan@example.com",
               help="Which edition (default: the reader's own frequency).")
 @click.option("--format", "fmt", type=click.Choice(["html", "text", "eml"]), default="text",
               show_default=True, help="eml is the complete message as it would be sent.")
+@click.option("--locale", help="Preview in this language (default: the reader's own, else "
+              "DIGEST_LOCALE), e.g. ro or en.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               help="Write to this file instead of standard output.")
 @pass_app
 def preview(app: App, email: str | None, day: dt.datetime | None, frequency: str | None,
-            fmt: str, output: Path | None) -> None:
+            fmt: str, locale: str | None, output: Path | None) -> None:
     """Show the digest one reader would get, without sending or recording anything.
 
     \b
@@ -50,6 +54,7 @@ def preview(app: App, email: str | None, day: dt.datetime | None, frequency: str
       digest preview                                    # a sample reader, today, as text
       digest preview --email ana@example.ro --format html --output ana.html
       digest preview --date 2026-11-28 --frequency weekly --format eml > weekly.eml
+      digest preview --email ana@example.ro --locale en   # Ana's digest, in English
     """
     settings = app.settings
     renderer = Renderer(settings)
@@ -68,6 +73,11 @@ def preview(app: App, email: str | None, day: dt.datetime | None, frequency: str
             since = edition_cutoff(date, tz, now) - lookback - dt.timedelta(days=1)
             readers, _ = readers_for(session.connection(), [subscriber.id], since)
             reader = readers[subscriber.id]
+        if locale:
+            if language_of(locale) is None:
+                raise InvalidInput(f"There is no {locale!r} catalog.",
+                                   f"use one of {', '.join(available_locales())}")
+            reader = replace(reader, locale=locale)
         chosen = Frequency(frequency) if frequency else reader.frequency
         stored = session.scalar(select(Edition).where(Edition.frequency == chosen,
                                                       Edition.date == date))

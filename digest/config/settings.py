@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from dotenv import dotenv_values
 
 from digest.config.errors import ConfigError
+from digest.config.locales import available_locales, language_of
 
 __all__ = ["Settings", "SmtpSecurity", "load_settings"]
 
@@ -79,6 +80,8 @@ class Settings:
     # issue 10: staging addresses, and the List-Id label
     allow_reserved_domains: bool = False
     list_id: str | None = None
+    # The publication's language (issue 11): a reader's own locale wins when we have it.
+    locale: str = "en"
 
     @property
     def privacy_url(self) -> str:
@@ -192,6 +195,12 @@ def _list_label(raw: str) -> str:
                                  for p in parts):
         raise ValueError(raw)
     return label
+def _locale(raw: str) -> str:
+    """``ro_RO`` -> ``ro``; a language without a catalog is refused (ValueError)."""
+    language = language_of(raw)
+    if language is None:
+        raise ValueError(raw)
+    return language
 
 
 def _mailbox(key: str, raw: str) -> str:
@@ -256,6 +265,9 @@ def load_settings(
         list_id=r.convert("DIGEST_LIST_ID", None, _list_label, "expected a dotted name such "
                           "as daily.news.example.ro", "set DIGEST_LIST_ID to a name under a "
                           "domain you control, or leave it out to derive it from DIGEST_FROM"),
+        locale=r.convert(
+            "DIGEST_LOCALE", "en", _locale, "no catalog for this language",
+            f"use one of {', '.join(available_locales())}, or add a catalog (see the README)"),
     )
     _check_combinations(settings)
     return settings

@@ -75,7 +75,8 @@ def readers_for(conn: Connection, subscriber_ids: Sequence[int], since: dt.datet
     readers: dict[int, ReaderView] = {}
     inactive: set[int] = set()
     for row in conn.execute(select(S.c.id, S.c.email, S.c.name, S.c.topics, S.c.frequency,
-                                   S.c.plain_text_only, S.c.last_digest_at, S.c.status)
+                                   S.c.plain_text_only, S.c.last_digest_at, S.c.status,
+                                   S.c.locale)
                             .where(S.c.id.in_(subscriber_ids))):
         if row.status != SubscriberStatus.ACTIVE:
             inactive.add(row.id)
@@ -83,5 +84,5 @@ def readers_for(conn: Connection, subscriber_ids: Sequence[int], since: dt.datet
             subscriber_id=row.id, email=row.email, name=row.name,
             topics=frozenset(row.topics or ()), frequency=row.frequency,
             plain_text_only=row.plain_text_only, last_digest_at=row.last_digest_at,
-            received_article_ids=frozenset(received.get(row.id, ())))
+            received_article_ids=frozenset(received.get(row.id, ())), locale=row.locale)
     return readers, inactive

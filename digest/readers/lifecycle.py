@@ -202,7 +202,7 @@ def unsubscribe(session: Session, subscriber: Subscriber, origin: Origin) -> boo
 
 def update_preferences(session: Session, subscriber: Subscriber, origin: Origin, *,
                        topics: Sequence[str] | None = None, frequency: Frequency | None = None,
-                       plain_text_only: bool | None = None) -> None:
+                       plain_text_only: bool | None = None, locale: str | None = None) -> None:
     changes: list[str] = []
     if topics is not None and clean_topics(topics) != subscriber.topics:
         subscriber.topics = clean_topics(topics)
@@ -213,6 +213,9 @@ def update_preferences(session: Session, subscriber: Subscriber, origin: Origin,
     if plain_text_only is not None and plain_text_only != subscriber.plain_text_only:
         subscriber.plain_text_only = plain_text_only
         changes.append(f"plain_text_only={plain_text_only}")
+    if locale is not None and locale != subscriber.locale:
+        subscriber.locale = locale
+        changes.append(f"locale={locale}")
     if changes:
         detail = "; ".join(changes)
         record_event(session, subscriber, ConsentKind.PREFERENCES,

@@ -30,7 +30,7 @@ __all__ = ["SIGNED_HEADERS", "DkimSigner", "relaxed_body", "relaxed_header"]
 # unsubscribe headers (RFC 8058 requires List-Unsubscribe(-Post) to be covered).
 SIGNED_HEADERS: tuple[str, ...] = (
     "From", "To", "Subject", "Date", "Message-ID", "MIME-Version", "Content-Type",
-    "List-Id", "List-Unsubscribe", "List-Unsubscribe-Post", "Reply-To",
+    "List-Id", "List-Unsubscribe", "List-Unsubscribe-Post", "Feedback-ID", "Reply-To",
 )
 
 _CRLF = b"\r\n"

@@ -2,7 +2,8 @@
 
 Two steps, because a digest goes to many readers:
 
-- ``Renderer.render(digest)`` -- the expensive part, once per distinct digest: both templates,
+- ``Renderer.render(digest)`` -- the expensive part, once per distinct digest (a digest carries
+  the reader's language, so once per language too): both templates in that language,
   CSS inlining, quoted-printable encoding and every header that is the same for all readers.
   Per-reader values (unsubscribe and preferences links, the reader's address) are rendered as
   unguessable markers and the encoded bodies are split at them (see ``digest.render.mime``).
@@ -22,10 +23,11 @@ import html
 import re
 import secrets
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.utils import format_datetime, parseaddr
 
 import css_inline
+import jinja2
 
 from digest.compose import Digest, ReaderView
 from digest.config.errors import InvalidInput
@@ -33,6 +35,7 @@ from digest.config.settings import Settings
 from digest.readers.addresses import smtp_address
 from digest.render.dkim import DkimSigner
 from digest.render.environment import make_environment
+from digest.render.i18n import Language, language
 from digest.render.mime import (
     QpTemplate,
     ascii_url,
@@ -42,7 +45,15 @@ from digest.render.mime import (
     idna_domain,
 )
 from digest.render.tokens import Purpose, make_token
-from digest.render.values import article_items, list_id, long_date, preheader, subject_text, wrap
+from digest.render.values import (
+    article_items,
+    dateline,
+    list_id,
+    long_date,
+    preheader,
+    subject_text,
+    wrap,
+)
 
 __all__ = ["Outgoing", "RenderedDigest", "Renderer", "installation_tag", "message_id_for"]
 
@@ -93,10 +104,7 @@ class Renderer:
         self.settings = settings
         self._secret = settings.require_secret_key()
         self.installation = installation_tag(self._secret)
-        env = make_environment(settings, "email")
-        env.filters["wrap"] = wrap
-        self._html = env.get_template("digest.html.j2")
-        self._text = env.get_template("digest.txt.j2")
+        self._templates: dict[str, tuple[jinja2.Template, jinja2.Template]] = {}
         self._inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
         self._signer = DkimSigner.from_settings(settings)
         # Random per process, so text inside an article can never impersonate a marker.
@@ -114,40 +122,55 @@ class Renderer:
         """The reader's unsubscribe or preferences page (these tokens never expire)."""
         return f"{self.base_url}/{purpose.value}/{make_token(self._secret, purpose, subscriber_id)}"
 
+    def templates(self, lang: Language) -> tuple[jinja2.Template, jinja2.Template]:
+        """The (HTML, text) templates in ``lang``, loaded once per language."""
+        found = self._templates.get(lang.code)
+        if found is None:
+            env = make_environment(self.settings, "email", lang)
+            env.filters["wrap"] = wrap
+            found = env.get_template("digest.html.j2"), env.get_template("digest.txt.j2")
+            self._templates[lang.code] = found
+        return found
+
     def render(self, digest: Digest) -> RenderedDigest:
         """Render ``digest`` once; a small cache returns the same object for an equal digest."""
+        lang = language(digest.locale, self.settings.locale)
+        if digest.locale != lang.code:  # ro-RO, ro_RO and ro render (and cache) as one
+            digest = replace(digest, locale=lang.code)
         cached = self._cache.get(digest)
         if cached is not None:
             self._cache.move_to_end(digest)
             return cached
-        rendered = self._render(digest)
+        rendered = self._render(digest, lang)
         self._cache[digest] = rendered
         if len(self._cache) > _CACHE_SIZE:
             self._cache.popitem(last=False)
         return rendered
 
-    def _render(self, digest: Digest) -> RenderedDigest:
+    def _render(self, digest: Digest, lang: Language) -> RenderedDigest:
         s = self.settings
         edition = digest.edition
-        items = article_items(digest, s.timezone, s.site_url)
-        subject = subject_text(s.site_name, digest)
+        items = article_items(digest, s.timezone, s.site_url, lang)
+        subject = subject_text(s.site_name, digest, lang)
+        html_template, text_template = self.templates(lang)
         context = {
             "site_name": s.site_name,
             "site_url": ascii_url(s.site_url),
             "edition": edition,
-            "date_text": long_date(edition.date),
+            "date_text": long_date(edition.date, lang),
+            "dateline": dateline(edition.frequency, lang),
             "articles": items,
             "subject": subject,
-            "preheader": preheader(items),
+            "preheader": preheader(items, lang),
             "archive_url": f"{self.base_url}/archive/{edition.id}",
             "privacy_url": ascii_url(s.privacy_url),
             "postal_address": s.postal_address,
             **self._markers,
         }
-        text = QpTemplate(self._text.render(context), self._markers)
+        text = QpTemplate(text_template.render(context), self._markers)
         html_body = None
         if not digest.plain_text_only:
-            inlined = self._inliner.inline(self._html.render(context))
+            inlined = self._inliner.inline(html_template.render(context))
             html_body = QpTemplate(_escape_attribute_brackets(inlined), self._markers)
         return RenderedDigest(self, digest, subject, text, html_body)
 
@@ -162,8 +185,16 @@ class Renderer:
         after = (header_line("Subject", encode_phrase(subject, quote_specials=False))
                  + b"MIME-Version: 1.0\r\n"
                  + (header_line("Reply-To", self._reply_to) if self._reply_to else b"")
-                 + header_line("List-Id", f"{encode_phrase(description)} <{label}>"))
+                 + header_line("List-Id", f"{encode_phrase(description)} <{label}>")
+                 + header_line("Feedback-ID", self.feedback_id(digest, label)))
         return before, after
+
+    def feedback_id(self, digest: Digest, list_label: str) -> str:
+        """Gmail's Feedback-ID, ``a:b:c:SenderId`` (edition:frequency:list:sender): complaint
+        rates per edition, per frequency and per list in Postmaster Tools. No colon may occur
+        inside a field, so the list label (dots only) and the domain are safe."""
+        edition = digest.edition
+        return f"{edition.id}:{edition.frequency.value}:{list_label}:{self.domain}"
 
     def sign(self, data: bytes) -> bytes:
         if self._signer is None:

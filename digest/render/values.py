@@ -2,7 +2,8 @@
 
 Kept apart from ``render.py`` (which builds message bytes) so the wording rules -- excerpt
 length, subject line, date format, preheader -- are small pure functions, tested on their own.
-Dates are formatted without the process locale (cron's locale must not change an email).
+Words, dates and times are in the reader's language (``digest.render.i18n``: the gettext
+catalog and CLDR data), never the process locale (cron's locale must not change an email).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from digest.compose import ArticleView, Digest
+from digest.render.i18n import Language
 from digest.render.mime import ascii_url, idna_domain
 from digest.store.models import Frequency
 
@@ -22,6 +24,7 @@ __all__ = [
     "EXCERPT_CHARS",
     "ArticleItem",
     "article_items",
+    "dateline",
     "excerpt",
     "list_id",
     "long_date",
@@ -35,9 +38,6 @@ __all__ = [
 EXCERPT_CHARS = 300
 SUBJECT_HEADLINE_CHARS = 90
 PREHEADER_CHARS = 140
-_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
-           "September", "October", "November", "December")
-_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _TAG = re.compile(r"<[^>]*>")
 
 
@@ -53,9 +53,16 @@ class ArticleItem:
     published: str  # local time of day, e.g. "14:05"
 
 
-def long_date(day: dt.date) -> str:
-    """``Saturday, 28 November 2026``."""
-    return f"{_WEEKDAYS[day.weekday()]}, {day.day} {_MONTHS[day.month - 1]} {day.year}"
+def long_date(day: dt.date, lang: Language) -> str:
+    """``Saturday, November 28, 2026`` / ``sâmbătă, 28 noiembrie 2026``."""
+    return lang.date(day, "full")
+
+
+def dateline(frequency: Frequency, lang: Language) -> str:
+    """``Daily digest`` / ``Rezumatul zilei``: which edition this is."""
+    if frequency is Frequency.WEEKLY:
+        return lang.gettext("Weekly digest")
+    return lang.gettext("Daily digest")
 
 
 def truncate(text: str, limit: int) -> str:
@@ -85,7 +92,8 @@ def web_url(url: str | None) -> str | None:
     return ascii_url(url.strip())
 
 
-def article_items(digest: Digest, tz: dt.tzinfo, fallback_url: str) -> list[ArticleItem]:
+def article_items(digest: Digest, tz: dt.tzinfo, fallback_url: str,
+                  lang: Language) -> list[ArticleItem]:
     return [
         ArticleItem(
             title=" ".join(a.title.split()),
@@ -93,25 +101,25 @@ def article_items(digest: Digest, tz: dt.tzinfo, fallback_url: str) -> list[Arti
             excerpt=excerpt(a),
             image_url=web_url(a.image_url),
             author=a.author,
-            published=a.published_at.astimezone(tz).strftime("%H:%M"),
+            published=lang.time(a.published_at.astimezone(tz)),
         )
         for a in digest.articles
     ]
 
 
-def subject_text(site_name: str, digest: Digest) -> str:
-    """``Site, 28 November 2026: Top headline`` (the headline cut at a word boundary)."""
-    date = digest.edition.date
-    head = f"{site_name}, {date.day} {_MONTHS[date.month - 1]} {date.year}"
+def subject_text(site_name: str, digest: Digest, lang: Language) -> str:
+    """``Site, November 28, 2026: Top headline`` (the headline cut at a word boundary)."""
+    date = lang.date(digest.edition.date)
     if not digest.articles:
-        return head
-    return f"{head}: {truncate(digest.articles[0].title, SUBJECT_HEADLINE_CHARS)}"
+        return lang.gettext("%(site)s, %(date)s", site=site_name, date=date)
+    return lang.gettext("%(site)s, %(date)s: %(headline)s", site=site_name, date=date,
+                        headline=truncate(digest.articles[0].title, SUBJECT_HEADLINE_CHARS))
 
 
-def preheader(items: list[ArticleItem]) -> str:
+def preheader(items: list[ArticleItem], lang: Language) -> str:
     """The inbox preview line: the headlines after the first (the subject has that one)."""
     rest = [i.title for i in items[1:]] or [i.excerpt for i in items[:1]]
-    count = f"{len(items)} new article{'s' if len(items) != 1 else ''}"
+    count = lang.ngettext("%(num)d new article", "%(num)d new articles", len(items))
     return truncate(f"{count}: " + " · ".join(rest), PREHEADER_CHARS)
 
 

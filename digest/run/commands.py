@@ -33,6 +33,7 @@ from digest.delivery.presence import Presence
 from digest.delivery.run_lock import RunLock
 from digest.delivery.snapshots import edition_view_for, load_candidates
 from digest.delivery.status import unfinished
+from digest.render.samples import preflight
 from digest.run.dry_run import dry_run
 from digest.run.report import RunReport
 from digest.run.sender import Progress, Sender
@@ -57,6 +58,9 @@ def check_ready(settings: Settings) -> None:
             "DIGEST_POSTAL_ADDRESS is not set; every digest must show the sender's postal "
             "address.", 'set it in .env, e.g. DIGEST_POSTAL_ADDRESS="Str. Exemplu 1, '
             'Pitești 110000, România"')
+    # The same checklist as `digest check`, on one sample per language rendered with the
+    # templates this send will use: an override must not silently drop the unsubscribe link.
+    preflight(settings)
 
 
 def edition_date(settings: Settings, options: SendOptions) -> dt.date:

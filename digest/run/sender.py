@@ -171,7 +171,7 @@ class Sender:
     def _digest_for(self, edition_id: int, reader: ReaderView
                     ) -> tuple[RenderedDigest, tuple[int, ...]] | None:
         key = (edition_id, reader.topics, reader.last_digest_at, reader.received_article_ids,
-               reader.plain_text_only)
+               reader.plain_text_only, reader.locale)
         if key in self.memo:
             return self.memo[key]
         edition, candidates = self.editions[edition_id]

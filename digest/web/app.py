@@ -36,21 +36,26 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from digest.config.settings import Settings
 from digest.render.environment import make_environment
+from digest.render.i18n import N_
 from digest.store.engine import make_engine, make_sessionmaker
 from digest.store.models import utcnow
 from digest.web import links, pages, prefs, signup
 from digest.web.context import WebContext, path_prefix, web_context
+from digest.web.markup import status_name, strong, strong_address
 from digest.web.security import SECURITY_HEADERS, RateLimiter, SecurityHeadersMiddleware
 
 __all__ = ["create_app"]
 
+# Translated when shown, in the page's language (N_ only marks them for the catalog).
 _MESSAGES = {
-    400: ("This link does not work", links.BAD_LINK),
-    404: ("Page not found", "There is no page at this address."),
-    405: ("Not allowed", "This page cannot be used that way."),
-    413: ("Too large", "The form sent was too large."),
-    500: ("Something went wrong", "Something went wrong on our side. Please try again later."),
+    400: (N_("This link does not work"), links.BAD_LINK),
+    404: (N_("Page not found"), N_("There is no page at this address.")),
+    405: (N_("Not allowed"), N_("This page cannot be used that way.")),
+    413: (N_("Too large"), N_("The form sent was too large.")),
+    500: (N_("Something went wrong"),
+          N_("Something went wrong on our side. Please try again later.")),
 }
+_OTHER = (N_("Error"), N_("The request could not be handled."))
 
 
 class PrefixMiddleware:
@@ -71,20 +76,26 @@ class PrefixMiddleware:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    title, message = _MESSAGES.get(exc.status_code, ("Error", "The request could not be handled."))
-    # Our own handlers raise with a reader-facing detail; Starlette's use the status phrase.
+    title, message = _MESSAGES.get(exc.status_code, _OTHER)
+    # Our own handlers raise with a reader-facing detail (an English msgid from the catalog,
+    # translated here); Starlette's use the status phrase.
     if exc.detail and exc.detail != HTTPStatus(exc.status_code).phrase:
         message = exc.detail
-    return web_context(request).render("error.html.j2", exc.status_code, headers=exc.headers,
-                                       title=title, code=exc.status_code, message=message)
+    ctx = web_context(request)
+    lang = ctx.language(request)
+    return ctx.render("error.html.j2", exc.status_code, lang=lang, headers=exc.headers,
+                      title=lang.gettext(title), code=exc.status_code,
+                      message=lang.gettext(message))
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
     # Starlette re-raises after this answer, so uvicorn logs the traceback; the reader sees none.
     title, message = _MESSAGES[500]
+    ctx = web_context(request)
+    lang = ctx.language(request)
     # This answer comes from outside the middleware stack: add the headers here.
-    return web_context(request).render("error.html.j2", 500, headers=SECURITY_HEADERS,
-                                       title=title, code=500, message=message)
+    return ctx.render("error.html.j2", 500, lang=lang, headers=SECURITY_HEADERS,
+                      title=lang.gettext(title), code=500, message=lang.gettext(message))
 
 
 def create_app(settings: Settings, *, sessions: sessionmaker[Session] | None = None,
@@ -102,11 +113,12 @@ def create_app(settings: Settings, *, sessions: sessionmaker[Session] | None = N
         sessions = make_sessionmaker(engine)
     env = make_environment(settings, "web")
     prefix = path_prefix(settings.base_url)
-    env.globals.update(site_name=settings.site_name, site_url=settings.site_url,
+    ctx = WebContext(settings, sessions, env, clock, secret, limiter or RateLimiter())
+    ctx.globals.update(site_name=settings.site_name, site_url=settings.site_url,
                        privacy_url=settings.privacy_url, home=prefix + "/",
                        archive_url=prefix + "/archive",
-                       stylesheet=f"{prefix}/static/{pages.STYLESHEET}")
-    ctx = WebContext(settings, sessions, env, clock, secret, limiter or RateLimiter())
+                       stylesheet=f"{prefix}/static/{pages.STYLESHEET}",
+                       address=strong_address, strong=strong, status_name=status_name)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

@@ -18,13 +18,16 @@ from email.utils import format_datetime, make_msgid
 from digest.config.settings import Settings
 from digest.readers.addresses import smtp_address
 from digest.render.environment import make_environment
+from digest.render.i18n import language
 from digest.render.tokens import CONFIRM_MAX_AGE_DAYS, Purpose, make_token
+from digest.render.values import wrap
 from digest.transport.connection import send_one
 
 __all__ = ["build_confirmation", "confirm_url", "send_confirmation"]
 
 # SMTP policy (CRLF) with room for long headers: Python folds with encoded-words otherwise.
 _POLICY = email.policy.SMTP.clone(max_line_length=998)
+_BODY_POLICY = email.policy.SMTP
 
 
 def confirm_url(settings: Settings, subscriber_id: int, now: dt.datetime) -> str:
@@ -45,10 +48,15 @@ def _sender(settings: Settings) -> Address:
 
 
 def build_confirmation(settings: Settings, *, email: str, name: str | None, url: str,
-                       now: dt.datetime) -> bytes:
-    """The confirmation message for ``email`` with the confirmation link ``url``."""
-    env = make_environment(settings, "email")
+                       now: dt.datetime, locale: str | None = None) -> bytes:
+    """The confirmation message for ``email`` with the confirmation link ``url``, in the
+    reader's language (``locale``, else ``DIGEST_LOCALE``)."""
+    lang = language(locale, settings.locale)
+    env = make_environment(settings, "email", lang)
+    env.filters["wrap"] = wrap
+    subject = lang.gettext("Confirm your subscription to %(site)s", site=settings.site_name)
     context = {
+        "subject": subject,
         "site_name": settings.site_name, "site_url": settings.site_url, "name": name or "",
         "confirm_url": url, "privacy_url": settings.privacy_url,
         "postal_address": settings.postal_address, "expires_days": CONFIRM_MAX_AGE_DAYS,
@@ -57,8 +65,11 @@ def build_confirmation(settings: Settings, *, email: str, name: str | None, url:
     html = env.get_template("confirm.html.j2").render(**context)
 
     sender = _sender(settings)
-    msg = EmailMessage(policy=_POLICY)
-    msg["Subject"] = f"Confirm your subscription to {settings.site_name}"
+    # Bodies are encoded under the policy the message is built with: the standard 78, so
+    # quoted-printable lines stay within 76 (SpamAssassin scores longer ones:
+    # MIME_QP_LONG_LINE). Only the serialisation uses the long-line policy, for the headers.
+    msg = EmailMessage(policy=_BODY_POLICY)
+    msg["Subject"] = subject
     msg["From"] = sender
     msg["To"] = _recipient(email, name)
     if settings.reply_to:
@@ -75,9 +86,11 @@ def build_confirmation(settings: Settings, *, email: str, name: str | None, url:
 
 
 async def send_confirmation(settings: Settings, *, subscriber_id: int, email: str,
-                            name: str | None, now: dt.datetime) -> str:
+                            name: str | None, now: dt.datetime,
+                            locale: str | None = None) -> str:
     """Build and send the confirmation for one subscriber; return the server's reply."""
     data = build_confirmation(settings, email=email, name=name,
-                              url=confirm_url(settings, subscriber_id, now), now=now)
+                              url=confirm_url(settings, subscriber_id, now), now=now,
+                              locale=locale)
     return await send_one(settings, smtp_address(settings.from_address.addr_spec),
                           smtp_address(email), data)

@@ -22,6 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from digest.readers.lifecycle import Origin, confirm, unsubscribe
+from digest.render.i18n import N_
 from digest.render.tokens import InvalidToken, Purpose, read_token
 from digest.store.models import Frequency, Subscriber, SubscriberStatus
 from digest.web.context import WebContext, web_context
@@ -29,8 +30,8 @@ from digest.web.security import read_form
 
 __all__ = ["BAD_LINK", "LinkedReader", "load_view", "origin_of", "reader_id", "routes"]
 
-BAD_LINK = ("This link does not work. It may have been cut short when it was copied, or it is "
-            "too old. Use the link in the most recent email, or sign up again.")
+BAD_LINK = N_("This link does not work. It may have been cut short when it was copied, or it "
+              "is too old. Use the link in the most recent email, or sign up again.")
 
 _OUT = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED)
 
@@ -46,11 +47,12 @@ class LinkedReader:
     topics: list[str]
     frequency: Frequency
     plain_text_only: bool
+    locale: str | None = None
 
 
 def _view(sub: Subscriber) -> LinkedReader:
     return LinkedReader(sub.id, sub.email, sub.name, sub.status, list(sub.topics), sub.frequency,
-                      sub.plain_text_only)
+                        sub.plain_text_only, sub.locale)
 
 
 def load_view(sessions: sessionmaker[Session], subscriber_id: int) -> LinkedReader | None:
@@ -91,9 +93,10 @@ def _apply(sessions: sessionmaker[Session], subscriber_id: int, origin: Origin,
         return _view(sub)
 
 
-def _confirmed_page(ctx: WebContext, view: LinkedReader) -> Response:
-    return ctx.render("confirmed.html.j2", private=True, title="Subscription confirmed",
-                      reader=view,
+def _confirmed_page(ctx: WebContext, request: Request, view: LinkedReader) -> Response:
+    lang = ctx.language(request, view.locale)
+    return ctx.render("confirmed.html.j2", lang=lang, private=True,
+                      title=lang.gettext("Subscription confirmed"), reader=view,
                       preferences=ctx.path("preferences", ctx.token(Purpose.PREFERENCES, view.id)))
 
 
@@ -101,12 +104,13 @@ async def confirm_page(request: Request) -> Response:
     ctx = web_context(request)
     view = await reader(ctx, Purpose.CONFIRM, request.path_params["token"])
     if view.status is SubscriberStatus.ACTIVE:
-        return _confirmed_page(ctx, view)
+        return _confirmed_page(ctx, request, view)
     if view.status is not SubscriberStatus.PENDING:
         # Left since (or bounced): an old confirmation link must not bring them back.
         raise HTTPException(400, BAD_LINK)
-    return ctx.render("confirm.html.j2", private=True, title="Confirm your subscription",
-                      reader=view)
+    lang = ctx.language(request, view.locale)
+    return ctx.render("confirm.html.j2", lang=lang, private=True,
+                      title=lang.gettext("Confirm your subscription"), reader=view)
 
 
 async def confirm_post(request: Request) -> Response:
@@ -116,12 +120,13 @@ async def confirm_post(request: Request) -> Response:
                         origin_of(request, "web", "confirmation page"), confirm)
     if view is None or view.status is not SubscriberStatus.ACTIVE:
         raise HTTPException(400, BAD_LINK)
-    return _confirmed_page(ctx, view)
+    return _confirmed_page(ctx, request, view)
 
 
-def _unsubscribed_page(ctx: WebContext, view: LinkedReader) -> Response:
-    return ctx.render("unsubscribed.html.j2", private=True, title="You are unsubscribed",
-                      reader=view, signup=ctx.path(""),
+def _unsubscribed_page(ctx: WebContext, request: Request, view: LinkedReader) -> Response:
+    lang = ctx.language(request, view.locale)
+    return ctx.render("unsubscribed.html.j2", lang=lang, private=True,
+                      title=lang.gettext("You are unsubscribed"), reader=view, signup=ctx.path(""),
                       preferences=ctx.path("preferences", ctx.token(Purpose.PREFERENCES, view.id)))
 
 
@@ -129,8 +134,10 @@ async def unsubscribe_page(request: Request) -> Response:
     ctx = web_context(request)
     view = await reader(ctx, Purpose.UNSUBSCRIBE, request.path_params["token"])
     if view.status in _OUT:
-        return _unsubscribed_page(ctx, view)
-    return ctx.render("unsubscribe.html.j2", private=True, title="Unsubscribe", reader=view,
+        return _unsubscribed_page(ctx, request, view)
+    lang = ctx.language(request, view.locale)
+    return ctx.render("unsubscribe.html.j2", lang=lang, private=True,
+                      title=lang.gettext("Unsubscribe"), reader=view,
                       preferences=ctx.path("preferences", ctx.token(Purpose.PREFERENCES, view.id)))
 
 
@@ -147,7 +154,7 @@ async def unsubscribe_post(request: Request) -> Response:
     view = await ctx.db(_apply, ctx.sessions, subscriber_id, origin, unsubscribe)
     if view is None:
         raise HTTPException(400, BAD_LINK)
-    return _unsubscribed_page(ctx, view)
+    return _unsubscribed_page(ctx, request, view)
 
 
 routes = [

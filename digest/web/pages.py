@@ -78,7 +78,8 @@ async def privacy(request: Request) -> Response:
     own = f"{ctx.settings.base_url.rstrip('/')}/privacy"
     if ctx.settings.privacy_url != own:  # the operator keeps the notice on the main site
         return RedirectResponse(ctx.settings.privacy_url, status_code=307)
-    return ctx.render("privacy.html.j2", title="Privacy notice",
+    lang = ctx.language(request)
+    return ctx.render("privacy.html.j2", lang=lang, title=lang.gettext("Privacy notice"),
                       postal_address=ctx.settings.postal_address,
                       from_address=ctx.settings.from_address.addr_spec)
 
@@ -90,7 +91,9 @@ async def archive(request: Request) -> Response:
     except ValueError:
         page = 1
     editions, more = await ctx.db(_editions, ctx.sessions, page)
-    return ctx.render("archive.html.j2", title="Archive", editions=editions, page=page,
+    lang = ctx.language(request)
+    return ctx.render("archive.html.j2", lang=lang, title=lang.gettext("Archive"),
+                      editions=editions, page=page,
                       more=more, edition_path=lambda e: ctx.path("archive", e.id),
                       page_path=lambda n: ctx.path("archive") + f"?page={n}")
 
@@ -101,7 +104,9 @@ async def edition(request: Request) -> Response:
     if found is None:
         raise HTTPException(404)
     row, articles = found
-    return ctx.render("edition.html.j2", title=f"{ctx.settings.site_name}, {row.date.isoformat()}",
+    lang = ctx.language(request)
+    return ctx.render("edition.html.j2", lang=lang,
+                      title=f"{ctx.settings.site_name}, {lang.date(row.date)}",
                       edition=row, articles=articles, archive=ctx.path("archive"))
 
 

@@ -1,6 +1,7 @@
 """``/preferences/{token}``: a reader's own settings and data.
 
-GET shows the form; POST saves topics, frequency and plain-text-only (a PREFERENCES consent event
+GET shows the form, in the reader's language; POST saves topics, frequency, language and
+plain-text-only (a PREFERENCES consent event
 records what changed). ``POST .../data`` downloads everything stored about the reader as JSON,
 consent history included; ``POST .../delete`` (with its "yes" box ticked) erases the reader and
 keeps only a suppression hash so the address is never mailed again.
@@ -18,7 +19,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from digest.config.locales import language_of
 from digest.readers.lifecycle import Origin, erase, personal_data, update_preferences
+from digest.render.i18n import N_
 from digest.render.tokens import Purpose
 from digest.store.models import Frequency, Subscriber
 from digest.topics import parse_topics
@@ -31,13 +34,13 @@ __all__ = ["routes"]
 
 
 def _save(sessions: sessionmaker[Session], subscriber_id: int, origin: Origin,
-          topics: list[str], frequency: Frequency, plain: bool) -> bool:
+          topics: list[str], frequency: Frequency, plain: bool, locale: str | None) -> bool:
     with sessions.begin() as session:
         sub = session.get(Subscriber, subscriber_id)
         if sub is None:
             return False
         update_preferences(session, sub, origin, topics=topics, frequency=frequency,
-                           plain_text_only=plain)
+                           plain_text_only=plain, locale=locale)
         return True
 
 
@@ -56,14 +59,17 @@ def _erase(sessions: sessionmaker[Session], subscriber_id: int, origin: Origin) 
         return True
 
 
-async def _page(ctx: WebContext, view: LinkedReader, status: int = 200, *, notice: str = "",
-                error: str = "") -> Response:
+async def _page(ctx: WebContext, request: Request, view: LinkedReader, status: int = 200, *,
+                notice: str = "", error: str = "") -> Response:
     topics = sorted(set(await ctx.db(load_topics, ctx.sessions)) | set(view.topics))
     base = ctx.path("preferences", ctx.token(Purpose.PREFERENCES, view.id))
-    return ctx.render("preferences.html.j2", status, private=True, title="Your preferences",
+    lang = ctx.language(request, view.locale)
+    return ctx.render("preferences.html.j2", status, lang=lang, private=True,
+                      title=lang.gettext("Your preferences"),
                       reader=view, topics=topics, frequencies=list(Frequency), action=base,
                       data_action=f"{base}/data", delete_action=f"{base}/delete",
-                      notice=notice, error=error,
+                      notice=lang.gettext(notice) if notice else "",
+                      error=lang.gettext(error) if error else "",
                       unsubscribe=ctx.path("unsubscribe", ctx.token(Purpose.UNSUBSCRIBE, view.id)))
 
 
@@ -71,12 +77,13 @@ def _frequency(form: FormData) -> Frequency:
     try:
         return Frequency(str(form.get("frequency", "")))
     except ValueError:
-        raise HTTPException(400, "Choose how often you want the digest.") from None
+        raise HTTPException(400, N_("Choose how often you want the digest.")) from None
 
 
 async def show(request: Request) -> Response:
     ctx = web_context(request)
-    return await _page(ctx, await reader(ctx, Purpose.PREFERENCES, request.path_params["token"]))
+    view = await reader(ctx, Purpose.PREFERENCES, request.path_params["token"])
+    return await _page(ctx, request, view)
 
 
 async def save(request: Request) -> Response:
@@ -87,11 +94,12 @@ async def save(request: Request) -> Response:
     topics = [t for t in parse_topics([str(t) for t in form.getlist("topics")]) if t in allowed]
     saved = await ctx.db(_save, ctx.sessions, view.id,
                          origin_of(request, "web", "preferences page"), topics,
-                         _frequency(form), form.get("plain_text_only") == "1")
+                         _frequency(form), form.get("plain_text_only") == "1",
+                         language_of(str(form.get("locale", ""))))
     fresh = await ctx.db(load_view, ctx.sessions, view.id) if saved else None
     if fresh is None:
         raise HTTPException(400, BAD_LINK)
-    return await _page(ctx, fresh, notice="Your preferences are saved.")
+    return await _page(ctx, request, fresh, notice=N_("Your preferences are saved."))
 
 
 async def download(request: Request) -> Response:
@@ -110,11 +118,12 @@ async def delete(request: Request) -> Response:
     view = await reader(ctx, Purpose.PREFERENCES, request.path_params["token"])
     form = await read_form(request)
     if form.get("confirm") != "yes":
-        return await _page(ctx, view, 400, error="Tick the box to confirm that everything about "
-                                                  "you should be deleted.")
+        return await _page(ctx, request, view, 400, error=N_(
+            "Tick the box to confirm that everything about you should be deleted."))
     await ctx.db(_erase, ctx.sessions, view.id, origin_of(request, "web", "preferences page"))
-    return ctx.render("deleted.html.j2", private=True, title="Your data is deleted",
-                      signup=ctx.path(""))
+    lang = ctx.language(request, view.locale)
+    return ctx.render("deleted.html.j2", lang=lang, private=True,
+                      title=lang.gettext("Your data is deleted"), signup=ctx.path(""))
 
 
 routes = [
