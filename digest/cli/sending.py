@@ -67,6 +67,8 @@ def _finish(report: RunReport, fmt: str) -> None:
         echo_json(report.as_dict())
     else:
         click.echo(report.summary())
+    for warning in report.warnings:
+        click.echo(f"Warning: {warning}", err=True)
     if report.error is not None:
         click.echo(f"Error: {report.error.message}", err=True)
         if report.error.hint:

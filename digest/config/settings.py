@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.headerregistry import Address
@@ -62,6 +63,7 @@ class Settings:
     smtp_timeout: float = 30.0
     smtp_ca_file: Path | None = None
     smtp_max_per_connection: int = 100
+    smtp_ehlo_name: str | None = None  # None: the machine's fully qualified name
     send_concurrency: int = 4
     send_rate: float = 0.0
     batch_size: int = 500
@@ -170,6 +172,16 @@ class _Reader:
         return path
 
 
+def _ehlo_name(raw: str) -> str | None:
+    """A name for EHLO: a domain name or an address literal such as ``[192.0.2.1]``."""
+    name = raw.strip()
+    if not name:
+        return None
+    if not re.fullmatch(r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?", name):
+        raise ValueError(name)
+    return name
+
+
 def _mailbox(key: str, raw: str) -> str:
     _name, addr = parseaddr(raw)
     if "@" not in addr or addr.startswith("@") or addr.endswith("@"):
@@ -213,6 +225,9 @@ def load_settings(
         smtp_timeout=r.real("DIGEST_SMTP_TIMEOUT", 30.0),
         smtp_ca_file=r.path("DIGEST_SMTP_CA_FILE"),
         smtp_max_per_connection=r.number("DIGEST_SMTP_MAX_PER_CONNECTION", 100, minimum=1),
+        smtp_ehlo_name=r.convert("DIGEST_SMTP_EHLO_NAME", None, _ehlo_name,
+                                 "not a host name", "use this machine's public DNS name, e.g. "
+                                 "mail.example.ro, or leave it empty for the default"),
         send_concurrency=r.number("DIGEST_SEND_CONCURRENCY", 4, minimum=1),
         send_rate=r.real("DIGEST_SEND_RATE", 0.0),
         batch_size=r.number("DIGEST_BATCH_SIZE", 500, minimum=1),

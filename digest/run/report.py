@@ -8,7 +8,7 @@ code of the error that stopped the run.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from digest.config.errors import DigestError
@@ -38,6 +38,13 @@ class RunReport:
     feeds_failed: int = 0  # `digest run` only
     articles_new: int = 0  # `digest run` only
     error: DigestError | None = None
+    # What the operator should know that is no reader's fault, each said once (e.g. a
+    # message too large for the server, with what to change).
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, text: str) -> None:
+        if text not in self.warnings and len(self.warnings) < 20:
+            self.warnings.append(text)
 
     @property
     def messages_per_s(self) -> float:
@@ -69,6 +76,7 @@ class RunReport:
             "edition": {"id": self.edition_id, "frequency": self.frequency,
                         "date": self.edition_date},
             "feeds_failed": self.feeds_failed, "articles_new": self.articles_new,
+            "warnings": list(self.warnings),
             "error": self.error.message if self.error else None,
             "hint": self.error.hint if self.error else None,
             "exit_code": self.exit_code,

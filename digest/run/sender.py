@@ -36,7 +36,7 @@ from digest.run.claim_feeder import ClaimedBatch, ClaimFeeder
 from digest.run.db_thread import DbThread
 from digest.run.result_writer import ResultWriter
 from digest.transport.pool import Job, SmtpPool
-from digest.transport.replies import Outcome, Reply
+from digest.transport.replies import Outcome, Reply, reply_hint
 
 if TYPE_CHECKING:
     from digest.run.report import RunReport
@@ -220,6 +220,10 @@ class Sender:
         elif reply.outcome is Outcome.ABORT:
             recorder.release(c, reply.code, reply.line)
         else:
-            recorder.failed(c, reply.code, reply.line,
+            hint = reply_hint(reply)  # e.g. too large: the operator's to fix, not the reader's
+            if hint is not None:
+                self.report.warn(f"{reply.line}: {hint}")
+            recorder.failed(c, reply.code, reply.line if hint is None
+                            else f"{reply.line} (hint: {hint})",
                             bounce=reply.outcome is Outcome.FAILED_ADDRESS)
 
