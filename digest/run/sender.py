@@ -41,10 +41,14 @@ from digest.transport.replies import Outcome, Reply, reply_hint
 if TYPE_CHECKING:
     from digest.run.report import RunReport
 
-__all__ = ["Progress", "Sender", "heartbeat_every"]
+__all__ = ["STATUS_EVERY", "Progress", "Sender", "heartbeat_every"]
 
 Progress = Callable[[int], None]
 _FLUSH_EVERY = 0.25  # seconds: results reach the database at least this often
+# Seconds between two reads of the queued readers' status: a reader who unsubscribes during
+# the send (one click, answered 200) is mailed at most this long afterwards -- plus the one
+# message that may be in flight to them. One query per interval, not one per message.
+STATUS_EVERY = 0.1
 
 
 def heartbeat_every(claim_timeout: float) -> float:
@@ -85,15 +89,17 @@ class Sender:
 
     async def main(self) -> None:
         flusher = asyncio.create_task(self._flush_often())
+        watcher = asyncio.create_task(self._watch_status())
         loop = asyncio.get_running_loop()
         current = asyncio.current_task()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             if current is not None:  # SIGTERM (systemd, kill) stops as cleanly as Ctrl-C
                 loop.add_signal_handler(signal.SIGTERM, current.cancel)
         try:
-            await self.pool.run(self._next_job, self._on_result)
+            await self.pool.run(self._next_job, self._on_result, still_wanted=self._wanted)
         finally:
             flusher.cancel()
+            watcher.cancel()
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(signal.SIGTERM)
             self._finish()
@@ -102,8 +108,7 @@ class Sender:
         """Give back what was claimed and never attempted; commit every result. (Blocking
         waits on the two threads: the sending is over.)"""
         try:
-            leftover = self.feeder.close()
-            if leftover is not None:
+            for leftover in self.feeder.close():
                 self.outstanding.update((c.delivery_id, c) for c in leftover.claims)
             for waiting in self.outstanding.values():
                 self.recorder.release(waiting)
@@ -126,6 +131,23 @@ class Sender:
             if time.monotonic() - last_beat >= every:
                 last_beat = time.monotonic()
                 self.ledger.beat()
+
+    async def _watch_status(self) -> None:
+        """Every ``STATUS_EVERY``: which queued readers may no longer be mailed (on the claims
+        thread; a failed read is left to the claims, which see the same database)."""
+        while True:
+            await asyncio.sleep(STATUS_EVERY)
+            queued = [c.subscriber_id for c in self.claims]
+            if queued:
+                with contextlib.suppress(Exception):
+                    gone: set[int] = await asyncio.wrap_future(
+                        self.feeder.inactive_among(queued))
+                    self.inactive |= gone
+
+    def _wanted(self, job: Job) -> bool:
+        """Asked by the pool right before the message goes out (after any rate-limit wait)."""
+        c = self.outstanding.get(job.key)
+        return c is None or c.subscriber_id not in self.inactive
 
     def _next_job(self) -> Job | Awaitable[Job | None] | None:
         """The next message to send: at once when it is at hand, else a coroutine that waits
@@ -165,7 +187,8 @@ class Sender:
     def _take(self, batch: ClaimedBatch) -> None:
         self.outstanding.update((c.delivery_id, c) for c in batch.claims)
         self.editions.update(batch.editions)
-        self.readers, self.inactive = batch.readers, batch.inactive
+        self.readers = batch.readers
+        self.inactive |= batch.inactive  # kept: jobs of the last batch may be in flight
         self.claims.extend(batch.claims)
 
     def _digest_for(self, edition_id: int, reader: ReaderView
@@ -219,6 +242,8 @@ class Sender:
             recorder.deferred(c, reply.code, reply.line)
         elif reply.outcome is Outcome.ABORT:
             recorder.release(c, reply.code, reply.line)
+        elif reply.outcome is Outcome.WITHDRAWN:
+            recorder.skipped(c, "the subscriber is no longer active")
         else:
             hint = reply_hint(reply)  # e.g. too large: the operator's to fix, not the reader's
             if hint is not None:

@@ -75,8 +75,12 @@ class SmtpPool:
         self._login_gate = asyncio.Lock()  # the first AUTH goes alone (see above)
         self._login_proven = not settings.smtp_username  # no AUTH: nothing to prove
 
-    async def run(self, next_job: JobSource, on_result: Callable[[Job, Reply], None]) -> None:
+    async def run(self, next_job: JobSource, on_result: Callable[[Job, Reply], None], *,
+                  still_wanted: Callable[[Job], bool] | None = None) -> None:
         """Send jobs until ``next_job`` returns None; raise if the run must stop.
+
+        ``still_wanted`` is asked right before a job goes out (after any rate-limit wait); a
+        job it turns down is reported as ``Outcome.WITHDRAWN``, unsent.
 
         Workers pull: ``next_job`` is called when a connection is free, so the caller prepares
         a message just in time and never holds more than it needs; it may hand back an
@@ -84,7 +88,7 @@ class SmtpPool:
         worker took but never attempted (after an abort) gets no result: the caller still holds
         its claim and gives it back.
         """
-        workers = [asyncio.create_task(self._worker(next_job, on_result))
+        workers = [asyncio.create_task(self._worker(next_job, on_result, still_wanted))
                    for _ in range(self.concurrency)]
         outcomes = await asyncio.gather(*workers, return_exceptions=True)
         for outcome in outcomes:  # a bug or a database error in on_result: not swallowed
@@ -146,8 +150,8 @@ class SmtpPool:
             self.stop(exc)
             return None
 
-    async def _worker(self, next_job: JobSource,
-                      on_result: Callable[[Job, Reply], None]) -> None:
+    async def _worker(self, next_job: JobSource, on_result: Callable[[Job, Reply], None],
+                      still_wanted: Callable[[Job], bool] | None) -> None:
         client: aiosmtplib.SMTP | None = None
         used = 0
         try:
@@ -170,6 +174,10 @@ class SmtpPool:
                 delay = self.limiter.take()  # a plain call: no coroutine per message
                 if delay > 0:
                     await asyncio.sleep(delay)
+                if still_wanted is not None and not still_wanted(job):
+                    self._report(on_result, job,
+                                 Reply(Outcome.WITHDRAWN, None, "withdrawn before sending"))
+                    continue
                 reply = await self._attempt(client, job)
                 used += 1
                 if is_session_fault(reply.code):  # 503: once more, in a fresh session
@@ -178,11 +186,7 @@ class SmtpPool:
                     if client is not None:
                         reply = await self._attempt(client, job)
                         used += 1
-                try:
-                    on_result(job, reply)
-                except BaseException as exc:  # e.g. the ledger cannot be written: stop
-                    self.stop(exc)
-                    raise
+                self._report(on_result, job, reply)
                 if reply.outcome is Outcome.ABORT:
                     self.stop(abort_error(reply))
                     return
@@ -199,6 +203,13 @@ class SmtpPool:
         finally:
             if client is not None:
                 await close_connection(client)
+
+    def _report(self, on_result: Callable[[Job, Reply], None], job: Job, reply: Reply) -> None:
+        try:
+            on_result(job, reply)
+        except BaseException as exc:  # e.g. the ledger cannot be written: stop
+            self.stop(exc)
+            raise
 
     def _on_drop(self, client: aiosmtplib.SMTP, reply: Reply) -> None:
         client.close()

@@ -36,6 +36,7 @@ class Outcome(enum.StrEnum):
     FAILED_ADDRESS = "failed_address"  # 5.1.x: the recipient address is bad -> suppress
     FAILED = "failed"  # any other permanent refusal of this one message
     ABORT = "abort"  # 5.7.x or our sender refused: only the operator can fix it -> stop
+    WITHDRAWN = "withdrawn"  # never sent: the caller no longer wanted it (an unsubscribe)
 
 
 class Stage(enum.StrEnum):
