@@ -18,7 +18,7 @@ import email.policy
 import ssl
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -46,6 +46,9 @@ class FaultHandler:
     ehlo_names: list[str] = field(default_factory=list)
     rcpt_at: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     mail_at: dict[int, str] = field(default_factory=dict)  # the N-th MAIL overall -> reply
+    # Called (in the server's thread) with the number of messages accepted so far: lets a
+    # test break something else -- the database, say -- in the middle of a send.
+    on_accept: Callable[[int], None] | None = None
     mail_count: int = 0
 
     async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
@@ -93,6 +96,8 @@ class FaultHandler:
         self.accepted[rcpt].append(bytes(envelope.original_content or envelope.content))
         self.accepted_at[rcpt].append(time.time())  # wall clock, comparable to the ledger's
         self.envelope_from.append(envelope.mail_from)
+        if self.on_accept is not None:
+            self.on_accept(sum(len(copies) for copies in self.accepted.values()))
         return "250 2.0.0 OK queued"
 
     def message(self, rcpt: str, index: int = 0) -> EmailMessage:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "DatabaseFault",
     "DigestError",
     "InvalidInput",
     "LockHeld",
@@ -63,5 +64,12 @@ class LockHeld(DigestError, RuntimeError):
 
 class SendAborted(DigestError, RuntimeError):
     """The SMTP server refused us for a reason only the operator can fix (5.7.x, auth)."""
+
+    exit_code = 1
+
+
+class DatabaseFault(DigestError, RuntimeError):
+    """The database failed under us: disk full, server restarted, connection terminated
+    (exit code 1: nothing is lost, the next run finishes the job)."""
 
     exit_code = 1

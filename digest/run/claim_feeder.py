@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures as cf
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection
@@ -47,11 +48,13 @@ class ClaimFeeder:
     """Claims batches on the claims thread, one batch ahead of the sending."""
 
     def __init__(self, db: DbThread, settings: Settings, worker: str, batch: int,
-                 retry_deferred_before: dt.datetime | None) -> None:
+                 retry_deferred_before: dt.datetime | None,
+                 guard: Callable[[], None] | None = None) -> None:
         self.settings, self.worker, self.batch = settings, worker, batch
         self.retry_before = retry_deferred_before
         self.lookback = dt.timedelta(days=settings.max_lookback_days)
         self.db = db
+        self.guard = guard  # raises when this sender may no longer claim (its lock is gone)
         self.exhausted = False
         self._next: cf.Future[ClaimedBatch | None] | None = None
         self._handing: ClaimedBatch | None = None
@@ -60,6 +63,8 @@ class ClaimFeeder:
 
     def _claim(self, conn: Connection) -> ClaimedBatch | None:
         """On the claims thread: the claim, then the batch's readers, in one transaction."""
+        if self.guard is not None:
+            self.guard()
         claims = claim(conn, self.worker, self.batch, claim_timeout=self.settings.claim_timeout,
                        retry_deferred_before=self.retry_before, after_id=self._cursor)
         if not claims:
