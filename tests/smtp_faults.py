@@ -5,7 +5,9 @@ attempt gets that reply at RCPT, later attempts are accepted) or per message cou
 the N-th DATA overall is answered 421 and the connection closed; ``cut_at``: the N-th DATA is
 received and the connection cut without a reply). ``slow`` delays the DATA reply for a recipient's
 first attempt past the client's timeout. Every accepted message is kept per recipient, so tests
-can count duplicates.
+can count duplicates. The handler also records every AUTH attempt (``auth_attempts``), every
+EHLO name (``ehlo_names``) and when each RCPT arrived (``rcpt_at``); ``fault_server`` can cap
+the message size (``size_limit``: aiosmtpd's own 552 reply).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import ssl
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -45,9 +47,33 @@ class FaultHandler:
     # a test can keep a sender mid-run for as long as it needs (no sleeping on guesses).
     arrived: threading.Event = field(default_factory=threading.Event)
     hold: threading.Event | None = None
+    auth_attempts: list[tuple[str, bool]] = field(default_factory=list)  # (mechanism, ok)
+    ehlo_names: list[str] = field(default_factory=list)
+    rcpt_at: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    mail_at: dict[int, str] = field(default_factory=dict)  # the N-th MAIL overall -> reply
+    # Called (in the server's thread) with the number of messages accepted so far: lets a
+    # test break something else -- the database, say -- in the middle of a send.
+    on_accept: Callable[[int], None] | None = None
+    mail_count: int = 0
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
+                          mail_options: list[str]) -> str:
+        self.mail_count += 1
+        if self.mail_count in self.mail_at:
+            return self.mail_at[self.mail_count]
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
+                          responses: list[str]) -> list[str]:
+        self.ehlo_names.append(hostname)
+        session.host_name = hostname
+        return responses
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
                           rcpt_options: list[str]) -> str:
+        self.rcpt_at[address].append(time.time())
         replies = self.script.get(address)
         if replies:
             return replies.pop(0)
@@ -79,6 +105,8 @@ class FaultHandler:
         self.accepted[rcpt].append(bytes(envelope.original_content or envelope.content))
         self.accepted_at[rcpt].append(time.time())  # wall clock, comparable to the ledger's
         self.envelope_from.append(envelope.mail_from)
+        if self.on_accept is not None:
+            self.on_accept(sum(len(copies) for copies in self.accepted.values()))
         return "250 2.0.0 OK queued"
 
     def message(self, rcpt: str, index: int = 0) -> EmailMessage:
@@ -88,11 +116,12 @@ class FaultHandler:
         return parsed
 
 
-def _authenticator(username: str, password: str) -> Any:
+def _authenticator(handler: FaultHandler, username: str, password: str) -> Any:
     def check(server: Any, session: Any, envelope: Any, mechanism: str,
               auth_data: Any) -> AuthResult:
         ok = (getattr(auth_data, "login", b"") == username.encode()
               and getattr(auth_data, "password", b"") == password.encode())
+        handler.auth_attempts.append((mechanism, ok))
         return AuthResult(success=ok, handled=False)
     return check
 
@@ -100,16 +129,16 @@ def _authenticator(username: str, password: str) -> Any:
 @contextmanager
 def fault_server(handler: FaultHandler | None = None, *, tls: ssl.SSLContext | None = None,
                  starttls: ssl.SSLContext | None = None, auth: tuple[str, str] | None = None,
-                 ) -> Iterator[tuple[FaultHandler, int]]:
+                 size_limit: int | None = None) -> Iterator[tuple[FaultHandler, int]]:
     """Run ``handler`` on 127.0.0.1; yields (handler, port)."""
     handler = handler or FaultHandler()
     kwargs: dict[str, Any] = {"hostname": "127.0.0.1", "port": free_port(),
-                              "decode_data": False, "data_size_limit": None}
+                              "decode_data": False, "data_size_limit": size_limit}
     if starttls is not None:
         kwargs["tls_context"] = starttls
         kwargs["require_starttls"] = True
     if auth is not None:
-        kwargs["authenticator"] = _authenticator(*auth)
+        kwargs["authenticator"] = _authenticator(handler, *auth)
         kwargs["auth_required"] = True
         # aiosmtpd only counts STARTTLS as TLS; an implicit-TLS connection is encrypted anyway.
         kwargs["auth_require_tls"] = tls is None

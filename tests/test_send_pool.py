@@ -35,7 +35,15 @@ MESSAGE = (b"From: a@example.ro\r\nTo: b@example.ro\r\nSubject: test\r\n"
     (554, "5.7.1 relay denied", Stage.RCPT, Outcome.ABORT),
     (550, "5.7.1 spam policy", Stage.DATA, Outcome.ABORT),
     (553, "sender not allowed", Stage.MAIL, Outcome.ABORT),
-    (552, "5.3.4 message too big", Stage.DATA, Outcome.DEFERRED),
+    (552, "5.3.4 message too big", Stage.DATA, Outcome.FAILED),  # this message, at once
+    (552, "5.3.4 Message size exceeds fixed limit", Stage.MAIL, Outcome.FAILED),  # SIZE=
+    (552, "Error: Too much mail data", Stage.DATA, Outcome.FAILED),  # aiosmtpd, no 5.x.x
+    (554, "5.3.4 Message too big for system", Stage.DATA, Outcome.FAILED),
+    (552, "Requested mail action aborted: exceeded storage allocation", Stage.RCPT,
+     Outcome.DEFERRED),  # mailbox full, said in words
+    (503, "5.5.1 Error: need MAIL command", Stage.RCPT, Outcome.DEFERRED),  # the session's
+    (503, "5.5.1 Error: nested MAIL command", Stage.MAIL, Outcome.DEFERRED),
+    (503, "Bad sequence of commands", Stage.DATA, Outcome.DEFERRED),
     (550, "5.2.2 mailbox full", Stage.RCPT, Outcome.DEFERRED),
     (550, "no such user", Stage.RCPT, Outcome.FAILED),
     (554, "5.6.0 bad content", Stage.DATA, Outcome.FAILED),

@@ -68,9 +68,9 @@ async def test_wrong_password_stops_the_run(settings: Settings, server_context: 
     with fault_server(auth=(USER, PASSWORD), starttls=server_context) as (handler, port):
         s = replace(settings, smtp_port=port, smtp_security=SmtpSecurity.STARTTLS,
                     smtp_ca_file=ca_file, smtp_username=USER, smtp_password="wrong")
-        with pytest.raises(SendAborted, match="authentication failed") as info:
+        with pytest.raises(ConfigError, match="authentication failed") as info:
             await _send(s)
-    assert "DIGEST_SMTP_PASSWORD" in info.value.hint
+    assert "DIGEST_SMTP_PASSWORD" in info.value.hint and info.value.exit_code == 2
     assert not handler.accepted
 
 

@@ -14,10 +14,12 @@ import sys
 from typing import Any
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from digest import __version__
 from digest.cli.context import App, pass_app
 from digest.config.errors import DigestError
+from digest.store.faults import database_fault
 
 __all__ = ["main"]
 
@@ -28,7 +30,9 @@ class DigestGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except DigestError as exc:
+        except (DigestError, SQLAlchemyError) as raised:
+            # A database failure anywhere (disk full, server gone) is said, not a traceback.
+            exc = raised if isinstance(raised, DigestError) else database_fault(raised)
             click.echo(f"Error: {exc.message}", err=True)
             if exc.hint:
                 click.echo(f"Hint: {exc.hint}", err=True)

@@ -69,6 +69,8 @@ def _finish(report: RunReport, fmt: str) -> None:
         for url, why in report.failed_feeds:  # as `digest fetch` shows them
             click.echo(f"FAIL {url}  {why}", err=True)
         click.echo(report.summary())
+    for warning in report.warnings:
+        click.echo(f"Warning: {warning}", err=True)
     if report.error is not None:
         click.echo(f"Error: {report.error.message}", err=True)
         if report.error.hint:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "DatabaseFault",
     "DigestError",
     "InvalidInput",
     "LockHeld",
@@ -75,3 +76,10 @@ class SmtpConfigError(ConfigError, SendAborted):
     run is stopped (a ``SendAborted``)."""
 
     exit_code = 2
+
+
+class DatabaseFault(DigestError, RuntimeError):
+    """The database failed under us: disk full, server restarted, connection terminated
+    (exit code 1: nothing is lost, the next run finishes the job)."""
+
+    exit_code = 1

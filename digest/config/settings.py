@@ -20,8 +20,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
 
+from digest.config import values
 from digest.config.errors import ConfigError
-from digest.config.locales import available_locales, language_of
+from digest.config.locales import available_locales
 
 __all__ = ["Settings", "SmtpSecurity", "load_settings"]
 
@@ -63,6 +64,7 @@ class Settings:
     smtp_timeout: float = 30.0
     smtp_ca_file: Path | None = None
     smtp_max_per_connection: int = 100
+    smtp_ehlo_name: str | None = None  # None: the machine's fully qualified name
     send_concurrency: int = 4
     send_rate: float = 0.0
     batch_size: int = 500
@@ -157,7 +159,7 @@ class _Reader:
                             f"set {key} to a number such as {default}")
 
     def flag(self, key: str, default: bool) -> bool:
-        return self.convert(key, default, _boolean, "expected true or false",
+        return self.convert(key, default, values.boolean, "expected true or false",
                             f"set {key}=true or {key}=false")
 
     def url(self, key: str, default: str | None) -> str | None:
@@ -178,29 +180,6 @@ class _Reader:
         if must_exist and not path.exists():
             raise _bad(key, raw, "no such file or folder", f"check the path in {key}")
         return path
-
-
-def _boolean(raw: str) -> bool:
-    value = raw.lower()
-    if value not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-        raise ValueError(raw)
-    return value in ("1", "true", "yes", "on")
-
-
-def _list_label(raw: str) -> str:
-    """A List-Id label (RFC 2919): dotted, ASCII letters, digits and hyphens."""
-    label = raw.strip().strip("<>").lower()
-    parts = label.split(".")
-    if len(parts) < 2 or not all(p and p.replace("-", "").isalnum() and p.isascii()
-                                 for p in parts):
-        raise ValueError(raw)
-    return label
-def _locale(raw: str) -> str:
-    """``ro_RO`` -> ``ro``; a language without a catalog is refused (ValueError)."""
-    language = language_of(raw)
-    if language is None:
-        raise ValueError(raw)
-    return language
 
 
 def _mailbox(key: str, raw: str) -> str:
@@ -246,6 +225,9 @@ def load_settings(
         smtp_timeout=r.real("DIGEST_SMTP_TIMEOUT", 30.0),
         smtp_ca_file=r.path("DIGEST_SMTP_CA_FILE"),
         smtp_max_per_connection=r.number("DIGEST_SMTP_MAX_PER_CONNECTION", 100, minimum=1),
+        smtp_ehlo_name=r.convert("DIGEST_SMTP_EHLO_NAME", None, values.ehlo_name,
+                                 "not a host name", "use this machine's public DNS name, e.g. "
+                                 "mail.example.ro, or leave it empty for the default"),
         send_concurrency=r.number("DIGEST_SEND_CONCURRENCY", 4, minimum=1),
         send_rate=r.real("DIGEST_SEND_RATE", 0.0),
         batch_size=r.number("DIGEST_BATCH_SIZE", 500, minimum=1),
@@ -262,11 +244,11 @@ def load_settings(
         lock_dir=r.path("DIGEST_LOCK_DIR", must_exist=False),
         claim_timeout=r.real("DIGEST_CLAIM_TIMEOUT", 3600.0),
         allow_reserved_domains=r.flag("DIGEST_ALLOW_RESERVED_DOMAINS", False),
-        list_id=r.convert("DIGEST_LIST_ID", None, _list_label, "expected a dotted name such "
+        list_id=r.convert("DIGEST_LIST_ID", None, values.list_label, "expected a dotted name such "
                           "as daily.news.example.ro", "set DIGEST_LIST_ID to a name under a "
                           "domain you control, or leave it out to derive it from DIGEST_FROM"),
         locale=r.convert(
-            "DIGEST_LOCALE", "en", _locale, "no catalog for this language",
+            "DIGEST_LOCALE", "en", values.locale, "no catalog for this language",
             f"use one of {', '.join(available_locales())}, or add a catalog (see the README)"),
     )
     _check_combinations(settings)

@@ -21,6 +21,9 @@ import socket
 from types import TracebackType
 
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from digest.delivery.run_lock import check_lock_connection
 
 __all__ = ["Presence", "new_worker_id"]
 
@@ -65,8 +68,16 @@ class Presence:
         try:  # the connection goes back to the pool: the session (and its lock) would not end
             connection.execute(_UNLOCK, {"worker": self.worker})
             connection.commit()
+        except SQLAlchemyError:
+            connection.invalidate()  # gone already (terminated, restarted): no lock is held
         except BaseException:
             connection.invalidate()  # a closed session holds no lock either
             raise
         finally:
             connection.close()
+
+    def check(self) -> None:
+        """Raise ``DatabaseFault`` if the connection holding this sender's presence is gone:
+        other senders may then take its claims as a dead sender's (``reclaim_orphans``)."""
+        if self._connection is not None:
+            check_lock_connection(self._connection, "presence lock")

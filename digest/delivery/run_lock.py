@@ -16,11 +16,12 @@ from pathlib import Path
 from types import TracebackType
 
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import SQLAlchemyError
 
-from digest.config.errors import LockHeld
+from digest.config.errors import DatabaseFault, LockHeld
 from digest.config.settings import Settings
 
-__all__ = ["RunLock", "lock_path"]
+__all__ = ["RunLock", "check_lock_connection", "lock_path"]
 
 # The first key of the two-key advisory lock: "digest" in ASCII, so the lock is easy to spot
 # in pg_locks and unlikely to collide with another application's.
@@ -41,6 +42,22 @@ def _held(where: str) -> LockHeld:
     return LockHeld(f"Another digest run holds the lock ({where}); nothing was sent.",
                     "wait for it to finish; if no digest process is running, the lock is "
                     "released already and this run can simply be repeated")
+
+
+def check_lock_connection(connection: Connection, what: str) -> None:
+    """A round trip on the connection that holds a session-level advisory lock: if it fails,
+    the session has ended and the lock with it (``pg_terminate_backend``, a server restart),
+    and the sender must stop claiming at once. Costs one ``SELECT 1``."""
+    try:
+        connection.exec_driver_sql("SELECT 1")
+        connection.commit()
+    except SQLAlchemyError as exc:
+        detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0][:200]
+        raise DatabaseFault(
+            f"This run lost its {what}: the database connection holding it ended ({detail}).",
+            "the PostgreSQL server was restarted or the connection terminated; this run "
+            "stopped claiming at once, so that no other sender takes the same deliveries. "
+            "Nothing is lost: run the same command again to finish the edition") from exc
 
 
 class RunLock:
@@ -97,9 +114,16 @@ class RunLock:
                     text("SELECT pg_advisory_unlock(:ns, hashtext(current_schema()))"),
                     {"ns": _PG_NAMESPACE})
                 self._connection.commit()
+            except SQLAlchemyError:  # the session is gone already, and its lock with it
+                self._connection.invalidate()
             finally:
                 self._connection.close()  # closing the session releases it in any case
                 self._connection = None
+
+    def check(self) -> None:
+        """Raise ``DatabaseFault`` if the lock was lost (PostgreSQL; a file lock cannot be)."""
+        if self._connection is not None:
+            check_lock_connection(self._connection, "run lock")
 
     def __enter__(self) -> RunLock:
         self.acquire()

@@ -24,8 +24,8 @@ D = cast(Table, Delivery.__table__)
 S = cast(Table, Subscriber.__table__)
 E = cast(Table, Edition.__table__)
 
-__all__ = ["article_view", "candidate_articles", "edition_view_for", "load_candidates",
-           "readers_for"]
+__all__ = ["article_view", "candidate_articles", "edition_view_for", "inactive_among",
+           "load_candidates", "readers_for"]
 
 
 def article_view(article: Article) -> ArticleView:
@@ -86,3 +86,15 @@ def readers_for(conn: Connection, subscriber_ids: Sequence[int], since: dt.datet
             plain_text_only=row.plain_text_only, last_digest_at=row.last_digest_at,
             received_article_ids=frozenset(received.get(row.id, ())), locale=row.locale)
     return readers, inactive
+
+
+def inactive_among(conn: Connection, subscriber_ids: Sequence[int]) -> set[int]:
+    """Which of ``subscriber_ids`` may no longer be mailed (not active, or erased): the check
+    made just before their messages go out. Primary-key lookups, in chunks."""
+    ids = list(dict.fromkeys(subscriber_ids))
+    active: set[int] = set()
+    for start in range(0, len(ids), 1000):
+        chunk = ids[start:start + 1000]
+        active.update(conn.scalars(select(S.c.id).where(
+            S.c.id.in_(chunk), S.c.status == SubscriberStatus.ACTIVE)))
+    return set(ids) - active

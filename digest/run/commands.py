@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.articles.fetch import fetch_all
@@ -37,6 +37,7 @@ from digest.render.samples import preflight
 from digest.run.dry_run import dry_run
 from digest.run.report import RunReport
 from digest.run.sender import Progress, Sender
+from digest.store.faults import database_fault
 from digest.store.models import Frequency, utcnow
 
 __all__ = ["RunReport", "SendOptions", "check_ready", "join_send", "run_all",
@@ -95,22 +96,23 @@ def send_digest(engine: Engine, settings: Settings, options: SendOptions = SendO
         dry_run(engine, settings, options.frequency, edition_date(settings, options), report)
         report.duration_s = time.monotonic() - started
         return report
-    with RunLock(engine, settings):
+    with RunLock(engine, settings) as lock:
         if before_send is not None:
             before_send(report)
-        _send_locked(engine, settings, options, report, progress)
+        _send_locked(engine, settings, options, report, progress, lock.check)
     report.duration_s = time.monotonic() - started
     return report
 
 
 def _send_locked(engine: Engine, settings: Settings, options: SendOptions, report: RunReport,
-                 progress: Callable[[int | None], Progress] | None) -> None:
+                 progress: Callable[[int | None], Progress] | None,
+                 lock_check: Callable[[], None]) -> None:
     with engine.begin() as conn:
         # Rows left `sending` by senders that are gone (all of them on SQLite; on PostgreSQL
         # not those of a live `--join` process): see reclaim_orphans.
         report.reclaimed = reclaim_orphans(conn)
     _plan(engine, settings, options, report)
-    _stream(engine, settings, options, report, progress)
+    _stream(engine, settings, options, report, progress, lock_check)
     _count_left(engine, report)
 
 
@@ -150,19 +152,29 @@ def join_send(engine: Engine, settings: Settings, options: SendOptions = SendOpt
 
 
 def _stream(engine: Engine, settings: Settings, options: SendOptions, report: RunReport,
-            progress: Callable[[int | None], Progress] | None) -> None:
+            progress: Callable[[int | None], Progress] | None,
+            lock_check: Callable[[], None] | None = None) -> None:
+    """Send what is due. A database failure during the send (disk full, server restarted,
+    connection or lock terminated) ends it with ``report.error`` set, never a traceback: the
+    results received are written if the database lets us, the rest is taken back next run."""
     retry_before = utcnow() if options.retry_deferred else None
     with engine.begin() as conn:
         due = due_count(conn, claim_timeout=settings.claim_timeout,
                         retry_deferred_before=retry_before)
     tick = progress(due) if progress is not None else None
     # Presence before the first claim, released after the last result is written.
-    with Presence(engine) as worker:
-        run = Sender(engine, settings, report, tick, retry_before, worker)
+    presence = Presence(engine)
+    with presence as worker:
+        # Before each claim and every second: do we still hold our locks? (A sender whose
+        # lock connection was terminated must stop claiming at once.)
+        guards = [check for check in (lock_check, presence.check) if check is not None]
+        run = Sender(engine, settings, report, tick, retry_before, worker, guards)
         try:
             asyncio.run(run.main())
         except DigestError as exc:
             report.error = exc
+        except SQLAlchemyError as exc:
+            report.error = database_fault(exc)
         except asyncio.CancelledError:  # SIGTERM
             report.error = DigestError("Stopped by SIGTERM.", "the unsent deliveries are "
                                        "pending again; run `digest send` to finish")

@@ -41,6 +41,13 @@ class RunReport:
     articles_new: int = 0  # `digest run` only
     left: Unfinished | None = None  # the edition's pending/deferred rows after the run
     error: DigestError | None = None
+    # What the operator should know that is no reader's fault, each said once (e.g. a
+    # message too large for the server, with what to change).
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, text: str) -> None:
+        if text not in self.warnings and len(self.warnings) < 20:
+            self.warnings.append(text)
 
     @property
     def feeds_failed(self) -> int:
@@ -79,6 +86,7 @@ class RunReport:
             "next_retry_at": left.next_retry_at.isoformat() if left.next_retry_at else None,
             "feeds_failed": self.feeds_failed, "articles_new": self.articles_new,
             "failed_feeds": [{"url": url, "error": why} for url, why in self.failed_feeds],
+            "warnings": list(self.warnings),
             "error": self.error.message if self.error else None,
             "hint": self.error.hint if self.error else None,
             "exit_code": self.exit_code,

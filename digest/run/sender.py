@@ -21,10 +21,11 @@ import datetime as dt
 import signal
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from digest.compose import ArticleView, EditionView, ReaderView, compose
 from digest.config.errors import InvalidInput
@@ -35,16 +36,23 @@ from digest.render.message import RenderedDigest, Renderer
 from digest.run.claim_feeder import ClaimedBatch, ClaimFeeder
 from digest.run.db_thread import DbThread
 from digest.run.result_writer import ResultWriter
+from digest.store.faults import FaultKind, fault_kind
 from digest.transport.pool import Job, SmtpPool
-from digest.transport.replies import Outcome, Reply
+from digest.transport.replies import Outcome, Reply, reply_hint
 
 if TYPE_CHECKING:
     from digest.run.report import RunReport
 
-__all__ = ["Progress", "Sender", "heartbeat_every"]
+__all__ = ["STATUS_EVERY", "Progress", "Sender", "heartbeat_every"]
 
 Progress = Callable[[int], None]
 _FLUSH_EVERY = 0.25  # seconds: results reach the database at least this often
+# Seconds between two reads of the queued readers' status: a reader who unsubscribes during
+# the send (one click, answered 200) is mailed at most this long afterwards -- plus the one
+# message that may be in flight to them. One query per interval, not one per message.
+STATUS_EVERY = 0.1
+_REWRITE_AFTER = (0.2, 1.0, 2.0, 4.0)  # seconds: the last results after a lost connection
+GUARD_EVERY = 0.5  # seconds between two checks that the run's locks are still held
 
 
 def heartbeat_every(claim_timeout: float) -> float:
@@ -59,7 +67,7 @@ class Sender:
 
     def __init__(self, engine: Engine, settings: Settings, report: RunReport,
                  tick: Progress | None, retry_deferred_before: dt.datetime | None,
-                 worker: str) -> None:
+                 worker: str, guards: Sequence[Callable[[], None]] = ()) -> None:
         self.settings, self.report, self.tick = settings, report, tick
         self.renderer = Renderer(settings)
         self.lookback = dt.timedelta(days=settings.max_lookback_days)
@@ -68,8 +76,9 @@ class Sender:
         if settings.send_rate > 0:  # rate-capped: hold claims (two batches) a minute at most
             batch = max(min(batch, int(settings.send_rate * 30)), settings.send_concurrency)
         self.threads = DbThread.for_sending(engine)
+        self.guards = tuple(guards)  # raise if this sender lost its locks (run.commands)
         self.feeder = ClaimFeeder(self.threads[0], settings, worker, batch,
-                                  retry_deferred_before)
+                                  retry_deferred_before, self._check_guards)
         self.ledger = ResultWriter(self.threads[1], worker, self.pool.stop)
         self.recorder = self.ledger.recorder
         self.outstanding: dict[int, Claim] = {}  # claimed, no result yet
@@ -85,37 +94,56 @@ class Sender:
 
     async def main(self) -> None:
         flusher = asyncio.create_task(self._flush_often())
+        watcher = asyncio.create_task(self._watch_status())
         loop = asyncio.get_running_loop()
         current = asyncio.current_task()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             if current is not None:  # SIGTERM (systemd, kill) stops as cleanly as Ctrl-C
                 loop.add_signal_handler(signal.SIGTERM, current.cancel)
         try:
-            await self.pool.run(self._next_job, self._on_result)
+            await self.pool.run(self._next_job, self._on_result, still_wanted=self._wanted)
         finally:
             flusher.cancel()
+            watcher.cancel()
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(signal.SIGTERM)
             self._finish()
 
     def _finish(self) -> None:
         """Give back what was claimed and never attempted; commit every result. (Blocking
-        waits on the two threads: the sending is over.)"""
+        waits on the two threads: the sending is over.) A claim that failed under way leaves
+        its rows ``sending``: the next run takes them back."""
+        claim_error: BaseException | None = None
         try:
-            leftover = self.feeder.close()
-            if leftover is not None:
-                self.outstanding.update((c.delivery_id, c) for c in leftover.claims)
-            for waiting in self.outstanding.values():
-                self.recorder.release(waiting)
-            self.outstanding.clear()
+            leftovers = self.feeder.close()
+        except Exception as exc:  # reported below, unless the run has an error already
+            leftovers, claim_error = [], exc
+        for leftover in leftovers:
+            self.outstanding.update((c.delivery_id, c) for c in leftover.claims)
+        for waiting in self.outstanding.values():
+            self.recorder.release(waiting)
+        self.outstanding.clear()
+        self.report.take_counts(self.recorder.counts)
+        self.report.reconnects = self.pool.reconnects
+        try:
+            self._write_the_rest()
         finally:
-            self.report.take_counts(self.recorder.counts)
-            self.report.reconnects = self.pool.reconnects
+            for thread in dict.fromkeys(self.threads):  # once each, even when shared
+                thread.close()
+        if claim_error is not None and self.pool.error is None:
+            raise claim_error
+
+    def _write_the_rest(self) -> None:
+        """The last results: tried again for a while if the connection was lost (a server
+        restart takes seconds; a terminated connection is replaced at once)."""
+        for delay in (*_REWRITE_AFTER, None):
             try:
                 self.ledger.close()
-            finally:
-                for thread in dict.fromkeys(self.threads):  # once each, even when shared
-                    thread.close()
+                return
+            except SQLAlchemyError as exc:
+                if delay is None or fault_kind(exc) is not FaultKind.CONNECTION_LOST:
+                    raise
+            time.sleep(delay)
 
     async def _flush_often(self) -> None:
         every = heartbeat_every(self.settings.claim_timeout)
@@ -126,6 +154,38 @@ class Sender:
             if time.monotonic() - last_beat >= every:
                 last_beat = time.monotonic()
                 self.ledger.beat()
+
+    def _check_guards(self) -> None:
+        for check in self.guards:
+            check()
+
+    async def _watch_status(self) -> None:
+        """Every ``STATUS_EVERY``: which queued readers may no longer be mailed; every
+        ``GUARD_EVERY``: whether this sender still holds its locks, else stop at once. (On the
+        claims thread; a failed status read is left to the claims, which see the same
+        database.)"""
+        rounds = 0
+        while True:
+            await asyncio.sleep(STATUS_EVERY)
+            rounds += 1
+            if self.guards and rounds % round(GUARD_EVERY / STATUS_EVERY) == 0:
+                try:
+                    await asyncio.wrap_future(self.feeder.db.submit(
+                        lambda _conn: self._check_guards()))
+                except Exception as exc:  # the lock is gone: no further message
+                    self.pool.stop(exc)
+                    return
+            queued = [c.subscriber_id for c in self.claims]
+            if queued:
+                with contextlib.suppress(Exception):
+                    gone: set[int] = await asyncio.wrap_future(
+                        self.feeder.inactive_among(queued))
+                    self.inactive |= gone
+
+    def _wanted(self, job: Job) -> bool:
+        """Asked by the pool right before the message goes out (after any rate-limit wait)."""
+        c = self.outstanding.get(job.key)
+        return c is None or c.subscriber_id not in self.inactive
 
     def _next_job(self) -> Job | Awaitable[Job | None] | None:
         """The next message to send: at once when it is at hand, else a coroutine that waits
@@ -165,7 +225,8 @@ class Sender:
     def _take(self, batch: ClaimedBatch) -> None:
         self.outstanding.update((c.delivery_id, c) for c in batch.claims)
         self.editions.update(batch.editions)
-        self.readers, self.inactive = batch.readers, batch.inactive
+        self.readers = batch.readers
+        self.inactive |= batch.inactive  # kept: jobs of the last batch may be in flight
         self.claims.extend(batch.claims)
 
     def _digest_for(self, edition_id: int, reader: ReaderView
@@ -219,7 +280,13 @@ class Sender:
             recorder.deferred(c, reply.code, reply.line)
         elif reply.outcome is Outcome.ABORT:
             recorder.release(c, reply.code, reply.line)
+        elif reply.outcome is Outcome.WITHDRAWN:
+            recorder.skipped(c, "the subscriber is no longer active")
         else:
-            recorder.failed(c, reply.code, reply.line,
+            hint = reply_hint(reply)  # e.g. too large: the operator's to fix, not the reader's
+            if hint is not None:
+                self.report.warn(f"{reply.line}: {hint}")
+            recorder.failed(c, reply.code, reply.line if hint is None
+                            else f"{reply.line} (hint: {hint})",
                             bounce=reply.outcome is Outcome.FAILED_ADDRESS)
 

@@ -4,8 +4,13 @@
 ``smtp.open_connection``, so TLS and the AUTH rules live in one place), pulls ``Job``s from the
 caller one at a time, waits its turn at the shared rate limiter and reports a ``Reply`` per
 job. A worker reconnects after a drop, a timeout or a 421, and after
-``DIGEST_SMTP_MAX_PER_CONNECTION`` messages. Every reply is classified into an ``Outcome``
-(``transport.replies``).
+``DIGEST_SMTP_MAX_PER_CONNECTION`` messages; after a 503 (the session lost its place, not the
+reader's fault) it tries the message once more on a fresh connection. Every reply is
+classified into an ``Outcome`` (``transport.replies``).
+
+With AUTH, the first connection logs in alone: the others wait until the credentials have
+worked once. A wrong password thus costs one failed login per run, not one per connection
+(fail2ban and providers ban after a few), and stops the run (``ConfigError``, exit 2).
 
 This module knows nothing of the database: the pipeline turns replies into ledger rows.
 """
@@ -31,6 +36,7 @@ from digest.transport.replies import (
     Stage,
     abort_error,
     classified_reply,
+    is_session_fault,
 )
 
 __all__ = ["Job", "JobSource", "SmtpPool"]
@@ -66,9 +72,15 @@ class SmtpPool:
         self._recent_421: list[float] = []
         self.error: BaseException | None = None  # set when the run must stop
         self.reconnects = 0
+        self._login_gate = asyncio.Lock()  # the first AUTH goes alone (see above)
+        self._login_proven = not settings.smtp_username  # no AUTH: nothing to prove
 
-    async def run(self, next_job: JobSource, on_result: Callable[[Job, Reply], None]) -> None:
+    async def run(self, next_job: JobSource, on_result: Callable[[Job, Reply], None], *,
+                  still_wanted: Callable[[Job], bool] | None = None) -> None:
         """Send jobs until ``next_job`` returns None; raise if the run must stop.
+
+        ``still_wanted`` is asked right before a job goes out (after any rate-limit wait); a
+        job it turns down is reported as ``Outcome.WITHDRAWN``, unsent.
 
         Workers pull: ``next_job`` is called when a connection is free, so the caller prepares
         a message just in time and never holds more than it needs; it may hand back an
@@ -76,7 +88,7 @@ class SmtpPool:
         worker took but never attempted (after an abort) gets no result: the caller still holds
         its claim and gives it back.
         """
-        workers = [asyncio.create_task(self._worker(next_job, on_result))
+        workers = [asyncio.create_task(self._worker(next_job, on_result, still_wanted))
                    for _ in range(self.concurrency)]
         outcomes = await asyncio.gather(*workers, return_exceptions=True)
         for outcome in outcomes:  # a bug or a database error in on_result: not swallowed
@@ -91,16 +103,26 @@ class SmtpPool:
             self.error = error
 
     async def _open(self) -> aiosmtplib.SMTP:
-        """Connect, retrying briefly: a refused or dropped connect is often transient."""
+        """Connect (and log in); until a login has worked once, one connection at a time."""
+        if self.error is not None:
+            raise _Stopped
+        if not self._login_proven:
+            async with self._login_gate:
+                if self.error is not None:  # the first login failed: no second attempt
+                    raise _Stopped
+                if not self._login_proven:
+                    client = await self._open_retrying()
+                    self._login_proven = True
+                    return client
+        return await self._open_retrying()
+
+    async def _open_retrying(self) -> aiosmtplib.SMTP:
+        """Connect, retrying briefly: a refused or dropped connect is often transient (a
+        refused login is not: ``open_connection`` raises ConfigError, never retried)."""
         last: Exception | None = None
         for delay in (*self._retries, None):
             try:
                 return await self._connect(self.settings)
-            except aiosmtplib.SMTPAuthenticationError as exc:
-                raise SmtpConfigError(
-                    f"SMTP authentication failed: {exc.code} {exc.message}",
-                    "check DIGEST_SMTP_USERNAME and DIGEST_SMTP_PASSWORD; nothing was sent "
-                    "with them, the deliveries stay pending") from exc
             except (aiosmtplib.SMTPException, OSError) as exc:
                 untrusted = _certificate_error(exc)
                 if untrusted is not None:
@@ -118,8 +140,18 @@ class SmtpPool:
             "check DIGEST_SMTP_HOST, DIGEST_SMTP_PORT and DIGEST_SMTP_SECURITY and that the "
             "server is up; unsent deliveries stay pending or deferred for the next run")
 
-    async def _worker(self, next_job: JobSource,
-                      on_result: Callable[[Job, Reply], None]) -> None:
+    async def _reopen(self) -> aiosmtplib.SMTP | None:
+        """A fresh connection, or None when the run must stop (the error is recorded)."""
+        try:
+            return await self._open()
+        except _Stopped:
+            return None
+        except (SendAborted, ConfigError) as exc:
+            self.stop(exc)
+            return None
+
+    async def _worker(self, next_job: JobSource, on_result: Callable[[Job, Reply], None],
+                      still_wanted: Callable[[Job], bool] | None) -> None:
         client: aiosmtplib.SMTP | None = None
         used = 0
         try:
@@ -136,26 +168,31 @@ class SmtpPool:
                 if job is None:
                     return
                 if client is None or not client.is_connected:
-                    try:
-                        client, used = await self._open(), 0
-                    except (SendAborted, ConfigError) as exc:
-                        # Reported as the run's error; this job was not attempted.
-                        self.stop(exc)
-                        return
+                    client, used = await self._reopen(), 0
+                    if client is None:
+                        return  # the run's error is recorded; this job was not attempted
                 delay = self.limiter.take()  # a plain call: no coroutine per message
                 if delay > 0:
                     await asyncio.sleep(delay)
+                if still_wanted is not None and not still_wanted(job):
+                    self._report(on_result, job,
+                                 Reply(Outcome.WITHDRAWN, None, "withdrawn before sending"))
+                    continue
                 reply = await self._attempt(client, job)
                 used += 1
-                try:
-                    on_result(job, reply)
-                except BaseException as exc:  # e.g. the ledger cannot be written: stop
-                    self.stop(exc)
-                    raise
+                if is_session_fault(reply.code):  # 503: once more, in a fresh session
+                    self._on_drop(client, reply)
+                    client, used = await self._reopen(), 0
+                    if client is not None:
+                        reply = await self._attempt(client, job)
+                        used += 1
+                self._report(on_result, job, reply)
                 if reply.outcome is Outcome.ABORT:
                     self.stop(abort_error(reply))
                     return
-                if reply.code is None or reply.code == ReplyCode.SERVICE_NOT_AVAILABLE:
+                # (After a 503 whose reconnect failed there is no client: the run stops.)
+                if client is not None and (reply.code is None or is_session_fault(reply.code)
+                                           or reply.code == ReplyCode.SERVICE_NOT_AVAILABLE):
                     self._on_drop(client, reply)
                     client = None
                 elif reply.code == ReplyCode.TEMPORARY_AUTH_FAILURE:
@@ -166,6 +203,13 @@ class SmtpPool:
         finally:
             if client is not None:
                 await close_connection(client)
+
+    def _report(self, on_result: Callable[[Job, Reply], None], job: Job, reply: Reply) -> None:
+        try:
+            on_result(job, reply)
+        except BaseException as exc:  # e.g. the ledger cannot be written: stop
+            self.stop(exc)
+            raise
 
     def _on_drop(self, client: aiosmtplib.SMTP, reply: Reply) -> None:
         client.close()
@@ -193,6 +237,10 @@ class SmtpPool:
         except ValueError as exc:  # an address aiosmtplib will not put on the wire
             return Reply(Outcome.FAILED, None, f"not sent: {exc}")
         return Reply(Outcome.SENT, ReplyCode.OK, text)
+
+
+class _Stopped(Exception):
+    """Raised by ``_open`` when the run stopped meanwhile: no connection is attempted."""
 
 
 def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
