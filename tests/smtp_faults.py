@@ -5,7 +5,8 @@ attempt gets that reply at RCPT, later attempts are accepted) or per message cou
 the N-th DATA overall is answered 421 and the connection closed; ``cut_at``: the N-th DATA is
 received and the connection cut without a reply). ``slow`` delays the DATA reply for a recipient's
 first attempt past the client's timeout. Every accepted message is kept per recipient, so tests
-can count duplicates.
+can count duplicates. ``pipelining`` (default on) offers PIPELINING in the EHLO reply; aiosmtpd
+reads commands in order either way, so it answers a pipelined group like a real server.
 """
 
 from __future__ import annotations
@@ -40,6 +41,14 @@ class FaultHandler:
     accepted_at: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     envelope_from: list[str] = field(default_factory=list)
     data_count: int = 0
+    pipelining: bool = True
+
+    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
+                          responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(len(responses) - 1, "250-PIPELINING")
+        return responses
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
                           rcpt_options: list[str]) -> str:
@@ -91,9 +100,12 @@ def _authenticator(username: str, password: str) -> Any:
 @contextmanager
 def fault_server(handler: FaultHandler | None = None, *, tls: ssl.SSLContext | None = None,
                  starttls: ssl.SSLContext | None = None, auth: tuple[str, str] | None = None,
-                 ) -> Iterator[tuple[FaultHandler, int]]:
-    """Run ``handler`` on 127.0.0.1; yields (handler, port)."""
+                 pipelining: bool | None = None) -> Iterator[tuple[FaultHandler, int]]:
+    """Run ``handler`` on 127.0.0.1; yields (handler, port). ``pipelining`` overrides the
+    handler's."""
     handler = handler or FaultHandler()
+    if pipelining is not None:
+        handler.pipelining = pipelining
     kwargs: dict[str, Any] = {"hostname": "127.0.0.1", "port": free_port(),
                               "decode_data": False, "data_size_limit": None}
     if starttls is not None:

@@ -8,6 +8,9 @@ Two steps, because a digest goes to many readers:
   unguessable markers and the encoded bodies are split at them (see ``digest.render.mime``).
 - ``RenderedDigest.message_for(reader)`` -- the cheap part: two tokens, the To, Message-ID and
   List-Unsubscribe headers, the values put into the pre-encoded bodies, DKIM when configured.
+  The result (``Outgoing.wire``) is already in SMTP DATA form -- CRLF, dot-stuffed, ending with
+  the end-of-data line -- because the segments were stuffed once per digest: the transport
+  writes it as it is, with no pass over the message (``Outgoing.data`` gives the plain bytes).
 
 The Date header is the edition's cutoff (when it was planned), not the send time: a message
 that is resent after a crash is then byte-identical, same Message-ID, same DKIM signature.
@@ -34,10 +37,12 @@ from digest.readers.addresses import smtp_address
 from digest.render.dkim import DkimSigner
 from digest.render.environment import make_environment
 from digest.render.mime import (
+    END_OF_DATA,
     QpTemplate,
     ascii_url,
     encode_phrase,
     format_mailbox,
+    from_data_form,
     header_line,
     idna_domain,
 )
@@ -58,10 +63,15 @@ _HTML_PART = (b'Content-Type: text/html; charset="utf-8"\r\n'
 class Outgoing:
     """One message ready for SMTP."""
 
-    sender: str  # envelope MAIL FROM, ASCII
+    sender: str  # envelope MAIL FROM, ASCII (per message: VERP may make it the reader's own)
     recipient: str  # envelope RCPT TO, ASCII
     message_id: str  # "<...@domain>", deterministic per (edition, subscriber)
-    data: bytes  # the exact bytes to send, CRLF line endings
+    wire: bytes  # SMTP DATA form: CRLF line endings, dot-stuffed, ending with ".\r\n"
+
+    @property
+    def data(self) -> bytes:
+        """The message as the receiver stores it (CRLF line endings), e.g. for a preview."""
+        return from_data_form(self.wire)
 
 
 def message_id_for(edition_id: int, subscriber_id: int, domain: str, installation: str = "") -> str:
@@ -164,10 +174,18 @@ class Renderer:
                  + header_line("List-Id", f"{encode_phrase(description)} <{label}>"))
         return before, after
 
+    @property
+    def signs(self) -> bool:
+        return self._signer is not None
+
     def sign(self, data: bytes) -> bytes:
         if self._signer is None:
             return data
         return self._signer.sign(data, has_reply_to=self._reply_to is not None)
+
+    def signature(self, data: bytes) -> bytes:
+        """The DKIM-Signature header field for ``data`` (empty when DKIM is off)."""
+        return self.sign(data)[:-len(data)] if self._signer is not None else b""
 
 
 class RenderedDigest:
@@ -235,13 +253,19 @@ class RenderedDigest:
             b"Precedence: bulk\r\nAuto-Submitted: auto-generated\r\n",
             self._content,
         ))
+        wire = head + self._body(values, wire=True) + END_OF_DATA  # headers need no stuffing
+        if renderer.signs:
+            data = head + self._body(values, wire=False)  # DKIM signs what the receiver stores
+            wire = renderer.signature(data) + wire
+        return Outgoing(renderer.sender, recipient, message_id, wire)
+
+    def _body(self, values: dict[str, str], *, wire: bool) -> bytes:
+        """The blank line and the body; ``wire``: dot-stuffed for SMTP DATA."""
         if self._parts is None or self._html is None:
-            body = b"\r\n" + self._text.fill(values)
-        else:
-            first, second, end = self._parts
-            body = b"\r\n" + b"".join((first, self._text.fill(values), second,
-                                       self._html.fill(_escaped(values)), end))
-        return Outgoing(renderer.sender, recipient, message_id, renderer.sign(head + body))
+            return b"\r\n" + self._text.fill(values, wire=wire)
+        first, second, end = self._parts
+        return b"\r\n" + b"".join((first, self._text.fill(values, wire=wire), second,
+                                    self._html.fill(_escaped(values), wire=wire), end))
 
 
 # A start tag as an HTML5 serializer writes it: attribute values always double-quoted.

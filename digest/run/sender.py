@@ -3,7 +3,8 @@
 Each SMTP worker, when its connection is free, pulls the next message. Deliveries are claimed
 a batch at a time, one batch ahead, and each reader's digest is composed (memoized for readers
 with the same inputs), rendered once per distinct digest and filled in per reader just in time.
-Each reply is recorded, and written in small group commits. The database work (claims, reader
+Each reply is journaled at once (``run.journal``: the crash bound) and written to the ledger
+in group commits. The database work (claims, reader
 loads, result writes, heartbeats) runs on two threads of its own (``run.db_thread``), so the
 event loop never waits on the database. Memory stays flat whatever the number of readers: two
 claimed batches at most.
@@ -34,9 +35,10 @@ from digest.delivery.results import Recorder
 from digest.render.message import RenderedDigest, Renderer
 from digest.run.claim_feeder import ClaimedBatch, ClaimFeeder
 from digest.run.db_thread import DbThread
+from digest.run.journal import Journal, record
 from digest.run.result_writer import ResultWriter
 from digest.transport.pool import Job, SmtpPool
-from digest.transport.replies import Outcome, Reply
+from digest.transport.replies import Reply
 
 if TYPE_CHECKING:
     from digest.run.report import RunReport
@@ -59,7 +61,7 @@ class Sender:
 
     def __init__(self, engine: Engine, settings: Settings, report: RunReport,
                  tick: Progress | None, retry_deferred_before: dt.datetime | None,
-                 worker: str) -> None:
+                 worker: str, journal: Journal) -> None:
         self.settings, self.report, self.tick = settings, report, tick
         self.renderer = Renderer(settings)
         self.lookback = dt.timedelta(days=settings.max_lookback_days)
@@ -70,7 +72,8 @@ class Sender:
         self.threads = DbThread.for_sending(engine)
         self.feeder = ClaimFeeder(self.threads[0], settings, worker, batch,
                                   retry_deferred_before)
-        self.ledger = ResultWriter(self.threads[1], worker, self.pool.stop)
+        self.journal = journal
+        self.ledger = ResultWriter(self.threads[1], worker, self.pool.stop, journal)
         self.recorder = self.ledger.recorder
         self.outstanding: dict[int, Claim] = {}  # claimed, no result yet
         self.claims: deque[Claim] = deque()  # claimed, not yet handed to a worker
@@ -111,9 +114,13 @@ class Sender:
         finally:
             self.report.take_counts(self.recorder.counts)
             self.report.reconnects = self.pool.reconnects
+            written = False
             try:
                 self.ledger.close()
+                written = True
             finally:
+                # Every reply in the ledger: the journal goes. Else it stays for the next start.
+                self.journal.close(remove=written)
                 for thread in dict.fromkeys(self.threads):  # once each, even when shared
                     thread.close()
 
@@ -201,7 +208,7 @@ class Sender:
             return None
         self.queued[c.delivery_id] = (self.editions[c.edition_id][0].cutoff, out.message_id,
                                       article_ids)
-        return Job(c.delivery_id, out.sender, out.recipient, out.data)
+        return Job(c.delivery_id, out.sender, out.recipient, out.wire)
 
     def _resolved(self, c: Claim) -> Recorder:
         del self.outstanding[c.delivery_id]
@@ -212,14 +219,7 @@ class Sender:
     def _on_result(self, job: Job, reply: Reply) -> None:
         c = self.outstanding[job.key]
         cutoff, message_id, article_ids = self.queued.pop(job.key)
-        recorder = self._resolved(c)
-        if reply.outcome is Outcome.SENT:
-            recorder.sent(c, cutoff, message_id, reply.code, reply.line, article_ids)
-        elif reply.outcome is Outcome.DEFERRED:
-            recorder.deferred(c, reply.code, reply.line)
-        elif reply.outcome is Outcome.ABORT:
-            recorder.release(c, reply.code, reply.line)
-        else:
-            recorder.failed(c, reply.code, reply.line,
-                            bounce=reply.outcome is Outcome.FAILED_ADDRESS)
-
+        # Journaled before anything else: the pool sends no further message on this
+        # connection until this returns (the crash bound, see run.journal).
+        self.journal.write(c, reply, cutoff, message_id, article_ids)
+        record(self._resolved(c), c, reply, cutoff, message_id, article_ids)

@@ -1,11 +1,14 @@
-"""Send pre-serialized messages over a pool of reused SMTP connections.
+"""Send messages over a pool of reused SMTP connections, pipelined when the server allows.
 
 ``SmtpPool.run`` starts ``DIGEST_SEND_CONCURRENCY`` workers; each owns one connection (opened by
-``smtp.open_connection``, so TLS and the AUTH rules live in one place), pulls ``Job``s from the
-caller one at a time, waits its turn at the shared rate limiter and reports a ``Reply`` per
-job. A worker reconnects after a drop, a timeout or a 421, and after
-``DIGEST_SMTP_MAX_PER_CONNECTION`` messages. Every reply is classified into an ``Outcome``
-(``transport.replies``).
+``connection.open_connection`` -- aiosmtplib: TLS and the AUTH rules live in one place -- then
+driven by ``pipeline.SmtpSession``), pulls ``Job``s from the caller one at a time, waits its turn
+at the shared rate limiter and reports a ``Reply`` per job. With PIPELINING a worker takes the
+next job while the current message goes out, so that the message and the next envelope share a
+write; the next *message* only leaves once the caller has had the previous reply (and journaled
+it): one message per connection in flight, never more. A worker reconnects after a drop, a
+timeout or a 421, and after ``DIGEST_SMTP_MAX_PER_CONNECTION`` messages. Every reply is
+classified into an ``Outcome`` (``transport.replies``).
 
 This module knows nothing of the database: the pipeline turns replies into ledger rows.
 """
@@ -22,16 +25,10 @@ import aiosmtplib
 
 from digest.config.errors import ConfigError, SendAborted
 from digest.config.settings import Settings
-from digest.transport.connection import close_connection, open_connection
+from digest.transport.connection import open_connection
+from digest.transport.pipeline import SessionLost, SmtpSession
 from digest.transport.rate import RateLimiter
-from digest.transport.replies import (
-    Outcome,
-    Reply,
-    ReplyCode,
-    Stage,
-    abort_error,
-    classified_reply,
-)
+from digest.transport.replies import Outcome, Reply, ReplyCode, abort_error
 
 __all__ = ["Job", "JobSource", "SmtpPool"]
 
@@ -43,12 +40,14 @@ JobSource = Callable[[], "Job | Awaitable[Job | None] | None"]
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """One message to send. ``key`` is opaque here (the pipeline uses the delivery id)."""
+    """One message to send. ``key`` is opaque here (the pipeline uses the delivery id);
+    ``wire`` is the message in SMTP DATA form: CRLF, dot-stuffed, ending with ``.\r\n``
+    (``render.mime.to_data_form`` makes it from any message)."""
 
     key: int
     sender: str
     recipient: str
-    data: bytes
+    wire: bytes
 
 
 class SmtpPool:
@@ -90,18 +89,23 @@ class SmtpPool:
         if self.error is None:
             self.error = error
 
-    async def _open(self) -> aiosmtplib.SMTP:
+    async def _open(self) -> SmtpSession:
         """Connect, retrying briefly: a refused or dropped connect is often transient."""
         last: Exception | None = None
         for delay in (*self._retries, None):
             try:
-                return await self._connect(self.settings)
+                client = await self._connect(self.settings)
+                try:
+                    return await SmtpSession.take_over(client, self.settings.smtp_timeout)
+                except BaseException:
+                    client.close()
+                    raise
             except aiosmtplib.SMTPAuthenticationError as exc:
                 raise SendAborted(
                     f"SMTP authentication failed: {exc.code} {exc.message}",
                     "check DIGEST_SMTP_USERNAME and DIGEST_SMTP_PASSWORD; nothing was sent "
                     "with them, the deliveries stay pending") from exc
-            except (aiosmtplib.SMTPException, OSError) as exc:
+            except (aiosmtplib.SMTPException, OSError, SessionLost) as exc:
                 untrusted = _certificate_error(exc)
                 if untrusted is not None:
                     raise SendAborted(
@@ -120,55 +124,90 @@ class SmtpPool:
 
     async def _worker(self, next_job: JobSource,
                       on_result: Callable[[Job, Reply], None]) -> None:
-        client: aiosmtplib.SMTP | None = None
+        source = _Source(next_job, self)
+        session: SmtpSession | None = None
+        job: Job | None = None  # in hand, not yet attempted (its envelope may be on the wire)
         used = 0
         try:
             while self.error is None:
-                try:
-                    job = next_job()
-                    if job is not None and not isinstance(job, Job):
-                        job = await job
-                except asyncio.CancelledError:
-                    raise
-                except BaseException as exc:  # e.g. the database went away: stop
-                    self.stop(exc)
-                    raise
                 if job is None:
-                    return
-                if client is None or not client.is_connected:
-                    try:
-                        client, used = await self._open(), 0
-                    except (SendAborted, ConfigError) as exc:
-                        # Reported as the run's error; this job was not attempted.
-                        self.stop(exc)
+                    job = await source.take()
+                    if job is None:
                         return
-                delay = self.limiter.take()  # a plain call: no coroutine per message
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                reply = await self._attempt(client, job)
+                    await self._pace()
+                if session is None or not session.usable:
+                    session, used = await self._session(), 0
+                    if session is None:
+                        return  # reported as the run's error; this job was not attempted
+                failed = await self._envelope(session, job)
+                if failed is not None:
+                    reply, then = failed, None
+                else:  # the server waits for the message: send it, maybe with the next envelope
+                    then = None
+                    if session.pipelining and used + 1 < self.settings.smtp_max_per_connection:
+                        then = source.take_now()
+                    delay = self.limiter.take() if then is not None else 0.0
+                    session.send_message(job, then if delay <= 0 else None)
+                    reply = await session.message_reply()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
                 used += 1
-                try:
-                    on_result(job, reply)
-                except BaseException as exc:  # e.g. the ledger cannot be written: stop
-                    self.stop(exc)
-                    raise
-                if reply.outcome is Outcome.ABORT:
-                    self.stop(abort_error(reply))
+                self._report(on_result, job, reply)
+                job = then  # taken and paced; not attempted yet
+                session = await self._after(session, reply, used)
+                if session is None and reply.outcome is Outcome.ABORT:
                     return
-                if reply.code is None or reply.code == ReplyCode.SERVICE_NOT_AVAILABLE:
-                    self._on_drop(client, reply)
-                    client = None
-                elif reply.code == ReplyCode.TEMPORARY_AUTH_FAILURE:
-                    self.limiter.slow_down(self._pause)
-                if client is not None and used >= self.settings.smtp_max_per_connection:
-                    await close_connection(client)
-                    client = None
         finally:
-            if client is not None:
-                await close_connection(client)
+            source.close()
+            if session is not None:
+                await session.quit()
 
-    def _on_drop(self, client: aiosmtplib.SMTP, reply: Reply) -> None:
-        client.close()
+    async def _pace(self) -> None:
+        delay = self.limiter.take()  # a plain call: no coroutine per message
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def _session(self) -> SmtpSession | None:
+        try:
+            return await self._open()
+        except (SendAborted, ConfigError) as exc:
+            self.stop(exc)
+            return None
+
+    async def _envelope(self, session: SmtpSession, job: Job) -> Reply | None:
+        try:
+            return await session.envelope(job)
+        except ValueError as exc:  # an address we will not put on the wire
+            return Reply(Outcome.FAILED, None, f"not sent: {exc}")
+
+    def _report(self, on_result: Callable[[Job, Reply], None], job: Job, reply: Reply) -> None:
+        try:
+            on_result(job, reply)  # journaled there before the next message goes out
+        except BaseException as exc:  # e.g. the ledger cannot be written: stop
+            self.stop(exc)
+            raise
+
+    async def _after(self, session: SmtpSession, reply: Reply, used: int
+                     ) -> SmtpSession | None:
+        """What a reply means for the connection: the session to go on with, or None."""
+        if reply.outcome is Outcome.ABORT:
+            self.stop(abort_error(reply))
+            await session.quit()
+            return None
+        if reply.code is None and reply.outcome is Outcome.FAILED:
+            return session  # refused by us before anything was written: still in step
+        if reply.code is None or reply.code == ReplyCode.SERVICE_NOT_AVAILABLE:
+            self._on_drop(session, reply)
+            return None
+        if reply.code == ReplyCode.TEMPORARY_AUTH_FAILURE:
+            self.limiter.slow_down(self._pause)
+        if used >= self.settings.smtp_max_per_connection:
+            await session.quit()
+            return None
+        return session
+
+    def _on_drop(self, session: SmtpSession, reply: Reply) -> None:
+        session.close()
         self.reconnects += 1
         if reply.code == ReplyCode.SERVICE_NOT_AVAILABLE:
             now = time.monotonic()
@@ -177,22 +216,55 @@ class SmtpPool:
                 self.limiter.slow_down(self._pause)
                 self._recent_421.clear()
 
-    async def _attempt(self, client: aiosmtplib.SMTP, job: Job) -> Reply:
+
+class _Source:
+    """A worker's view of the job source: ``take`` waits for the next job, ``take_now`` only
+    returns one that is at hand (an awaitable it got is kept for the next ``take``)."""
+
+    def __init__(self, next_job: JobSource, pool: SmtpPool) -> None:
+        self._next_job = next_job
+        self._pool = pool
+        self._waiting: Awaitable[Job | None] | None = None
+        self._done = False
+
+    def _call(self) -> Job | Awaitable[Job | None] | None:
         try:
-            _errors, text = await client.sendmail(job.sender, [job.recipient], job.data)
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            refused = exc.recipients[0]
-            return classified_reply(refused.code, refused.message, Stage.RCPT)
-        except aiosmtplib.SMTPSenderRefused as exc:
-            return classified_reply(exc.code, exc.message, Stage.MAIL)
-        except aiosmtplib.SMTPResponseException as exc:
-            return classified_reply(exc.code, exc.message, Stage.DATA)
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            # A drop or a timeout: we cannot know whether the server kept the message.
-            return Reply(Outcome.DEFERRED, None, f"connection lost: {exc or type(exc).__name__}")
-        except ValueError as exc:  # an address aiosmtplib will not put on the wire
-            return Reply(Outcome.FAILED, None, f"not sent: {exc}")
-        return Reply(Outcome.SENT, ReplyCode.OK, text)
+            return self._next_job()
+        except BaseException as exc:  # e.g. the database went away: stop
+            self._pool.stop(exc)
+            raise
+
+    async def take(self) -> Job | None:
+        if self._done:
+            return None
+        got, self._waiting = self._waiting or self._call(), None
+        if got is not None and not isinstance(got, Job):
+            try:
+                got = await got
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:
+                self._pool.stop(exc)
+                raise
+        self._done = got is None
+        return got
+
+    def take_now(self) -> Job | None:
+        if self._done or self._waiting is not None or self._pool.error is not None:
+            return None
+        got = self._call()
+        if got is None:
+            self._done = True
+        elif not isinstance(got, Job):
+            self._waiting = got
+            return None
+        return got
+
+    def close(self) -> None:
+        """An awaitable taken and never awaited: closed, so that it does not warn."""
+        if self._waiting is not None and asyncio.iscoroutine(self._waiting):
+            self._waiting.close()
+        self._waiting = None
 
 
 def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
