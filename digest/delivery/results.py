@@ -29,6 +29,7 @@ from sqlalchemy import Connection, Engine, Table, bindparam, or_, text, update
 from sqlalchemy.orm import Session
 
 from digest.delivery.claims import Claim
+from digest.delivery.snapshots import id_in
 from digest.readers.lifecycle import mark_bounced
 from digest.store.models import Delivery, DeliveryState, Subscriber, utcnow
 
@@ -134,7 +135,7 @@ class Results:
             conn.execute(_SENT, self.sent)
         if self.sent:
             for cutoff, readers in self.last.items():  # one statement per edition
-                conn.execute(update(S).where(S.c.id.in_(readers),
+                conn.execute(update(S).where(id_in(conn, S.c.id, readers),
                                              or_(S.c.last_digest_at.is_(None),
                                                  S.c.last_digest_at < cutoff))
                              .values(last_digest_at=cutoff))
