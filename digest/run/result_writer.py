@@ -31,7 +31,7 @@ __all__ = ["FLUSH_AT", "GATE", "ResultWriter"]
 
 
 FLUSH_AT = GROUP_COMMIT  # results handed to the writer at once
-GATE = 4 * GROUP_COMMIT  # no new message while this many results are uncommitted
+GATE = 2 * GROUP_COMMIT  # no new message while this many results are uncommitted
 
 
 class ResultWriter:
