@@ -1,20 +1,28 @@
-"""Benchmark: ``digest send`` end to end against its own ceiling.
+"""Benchmark: ``digest send`` end to end, with and without PIPELINING, against aiosmtplib.
 
-    python bench/send.py                 # 100,000 readers, plus a 10,000 run to compare RSS
-    python bench/send.py -n 20000 --no-compare --concurrency 8
-    python bench/send.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
+    PG=postgresql+psycopg://postgres@127.0.0.1:5432/test
+    python bench/send.py                    # 100,000 readers on SQLite, plus 10,000 for RSS
+    python bench/send.py -n 20000 --no-compare --databases sqlite,$PG
+    python bench/send.py -n 50000 --no-compare --databases $PG --join 2,4
+    python bench/send.py -n 1000000 --plan-only --databases $PG
 
-A minimal SMTP responder runs in a separate process (raw asyncio: greeting, EHLO, MAIL, RCPT
-and DATA all answered, nothing parsed). Each measurement runs in a fresh child process so peak
-RSS is its own:
+Two minimal SMTP responders run in a separate process (raw asyncio: greeting, EHLO, MAIL, RCPT
+and DATA all answered, nothing parsed, pipelined input taken as it comes); one offers
+PIPELINING in its EHLO reply, the other does not. Each measurement runs in a fresh child
+process so its CPU time and peak RSS are its own, and for each database (a SQLite file, or a
+schema of its own in a PostgreSQL database, dropped afterwards):
 
 - **ceiling**: aiosmtplib sending one pre-built message of the same size as a real digest, N
-  times, over the same number of connections (renewed after the same per-connection cap);
-- **end-to-end**: ``send_digest`` on a SQLite file (or, with ``--database-url``, in a schema
-  of its own in that PostgreSQL database) with N active readers: plan, claim, compose, render,
-  send, record.
+  times, over the same number of connections (renewed after the same per-connection cap), on
+  the PIPELINING responder (aiosmtplib does not pipeline);
+- **pipelined** / **lock-step**: ``send_digest`` end to end with N active readers -- plan,
+  claim, compose, render, send, record -- on the responder that offers PIPELINING, then (the
+  ledger reset) on the one that does not;
+- with ``--join 2,4`` (PostgreSQL): the edition planned, then that many ``join_send``
+  processes at once: msg/s over the wall time, CPU per message summed over the processes;
+- with ``--plan-only N``: seed N readers, time the planning of their deliveries, nothing sent.
 
-Prints msg/s for both, their ratio, and peak RSS; ``--json`` for one JSON object.
+Prints msg/s, the ratios to the ceiling, CPU per message and peak RSS; ``--json`` for JSON.
 """
 
 from __future__ import annotations
@@ -44,6 +52,8 @@ TOPICS = ["local", "sport", "cultura", "educatie"]
 # --- the responder (separate process) ------------------------------------------------------
 
 class _Responder(asyncio.Protocol):
+    pipelining = False
+
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
         self.buffer = bytearray()
@@ -69,7 +79,9 @@ class _Responder(asyncio.Protocol):
                 verb = bytes(buffer[:4]).upper()
                 del buffer[:end + 2]
                 if verb == b"EHLO":
-                    self.transport.write(b"250-bench\r\n250 8BITMIME\r\n")
+                    self.transport.write(b"250-bench\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
+                                         if self.pipelining else
+                                         b"250-bench\r\n250 8BITMIME\r\n")
                 elif verb == b"DATA":
                     self.in_data = True
                     self.transport.write(b"354 go ahead\r\n")
@@ -82,12 +94,18 @@ class _Responder(asyncio.Protocol):
             start = 0
 
 
-def _serve(port: int, ready: Any) -> None:
+class _Pipelining(_Responder):
+    pipelining = True
+
+
+def _serve(ports: tuple[int, int], ready: Any) -> None:
+    """Two responders: PIPELINING offered on the first port, not on the second."""
     async def main() -> None:
-        server = await asyncio.get_running_loop().create_server(_Responder, "127.0.0.1", port)
+        loop = asyncio.get_running_loop()
+        servers = [await loop.create_server(_Pipelining, "127.0.0.1", ports[0]),
+                   await loop.create_server(_Responder, "127.0.0.1", ports[1])]
         ready.set()
-        async with server:
-            await server.serve_forever()
+        await asyncio.gather(*(server.serve_forever() for server in servers))
     asyncio.run(main())
 
 
@@ -196,9 +214,13 @@ def _ceiling(settings: Any, n: int) -> dict[str, Any]:
 
     cpu = _cpu_s()
     elapsed = asyncio.run(main())
-    return {"messages": n, "seconds": elapsed, "msg_per_s": n / elapsed,
-            "cpu_share": (_cpu_s() - cpu) / elapsed,
-            "message_bytes": len(message), "peak_rss_mb": _peak_rss_mb()}
+    return {**_result(n, elapsed, _cpu_s() - cpu), "message_bytes": len(message)}
+
+
+def _result(sent: int, elapsed: float, cpu: float) -> dict[str, Any]:
+    return {"messages": sent, "seconds": elapsed, "msg_per_s": sent / elapsed,
+            "cpu_share": cpu / elapsed, "cpu_us_per_msg": cpu / max(sent, 1) * 1e6,
+            "peak_rss_mb": _peak_rss_mb()}
 
 
 def _end_to_end(settings: Any, n: int) -> dict[str, Any]:
@@ -211,73 +233,176 @@ def _end_to_end(settings: Any, n: int) -> dict[str, Any]:
     report = send_digest(engine, settings)
     elapsed = time.perf_counter() - started
     assert report.sent == n and report.error is None, report.as_dict()
-    return {"messages": report.sent, "seconds": elapsed, "msg_per_s": report.sent / elapsed,
-            "cpu_share": (_cpu_s() - cpu) / elapsed, "peak_rss_mb": _peak_rss_mb()}
+    return _result(report.sent, elapsed, _cpu_s() - cpu)
+
+
+def _join(settings: Any, n: int) -> dict[str, Any]:
+    """One of several ``digest send --join`` processes; ``n`` is ignored (they share)."""
+    from digest.run.commands import join_send
+    from digest.store.engine import make_engine
+
+    engine = make_engine(settings.database_url)
+    cpu = _cpu_s()
+    started = time.perf_counter()
+    report = join_send(engine, settings)
+    assert report.error is None, report.as_dict()
+    return {**_result(report.sent, time.perf_counter() - started, _cpu_s() - cpu),
+            "cpu_s": _cpu_s() - cpu}
+
+
+def _plan(settings: Any, n: int) -> dict[str, Any]:
+    """Plan today's edition (``digest send`` before its first claim), nothing sent."""
+    from digest.run.commands import SendOptions, _plan
+    from digest.run.report import RunReport
+    from digest.store.engine import make_engine
+
+    engine = make_engine(settings.database_url)
+    report = RunReport()
+    cpu = _cpu_s()
+    started = time.perf_counter()
+    _plan(engine, settings, SendOptions(), report)
+    elapsed = time.perf_counter() - started
+    assert report.planned == n, report.as_dict()
+    return {"planned": report.planned, "seconds": elapsed, "cpu_s": _cpu_s() - cpu,
+            "peak_rss_mb": _peak_rss_mb()}
+
+
+_KINDS = {"ceiling": "_ceiling", "e2e": "_end_to_end", "join": "_join", "plan": "_plan"}
 
 
 def _child(args: argparse.Namespace) -> None:
     settings = _settings(args.database_url, args.port, args)
-    result = (_ceiling if args.child == "ceiling" else _end_to_end)(settings, args.n)
+    result = globals()[_KINDS[args.child]](settings, args.n)
     print(json.dumps(result))
+
+
+def _command(kind: str, n: int, database_url: str, port: int,
+             args: argparse.Namespace) -> list[str]:
+    command = [sys.executable, __file__, "--child", kind, "-n", str(n), "--port", str(port),
+               "--databases", database_url, "--concurrency", str(args.concurrency),
+               "--batch-size", str(args.batch_size),
+               "--max-per-connection", str(args.max_per_connection)]
+    if args.profile and kind == "e2e":
+        command[1:1] = ["-m", "cProfile", "-s", "tottime", "-o",
+                        f"bench-e2e-{n}-{port}.prof"]
+    return command
+
+
+def _output(done: subprocess.CompletedProcess[str] | subprocess.Popen[str], kind: str,
+            out: str, err: str) -> dict[str, Any]:
+    if done.returncode != 0:
+        raise SystemExit(f"{kind} failed:\n{err}")
+    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 def _run_child(kind: str, n: int, database_url: str, port: int,
                args: argparse.Namespace) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--child", kind, "-n", str(n), "--port", str(port),
-               "--database-url", database_url, "--concurrency", str(args.concurrency),
-               "--batch-size", str(args.batch_size),
-               "--max-per-connection", str(args.max_per_connection)]
-    if args.profile and kind == "e2e":
-        command[1:1] = ["-m", "cProfile", "-s", "tottime", "-o", f"bench-e2e-{n}.prof"]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"{kind} failed:\n{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    done = subprocess.run(_command(kind, n, database_url, port, args), capture_output=True,
+                          text=True, check=False)
+    return _output(done, kind, done.stdout, done.stderr)
+
+
+def _run_joined(k: int, n: int, database_url: str, port: int,
+                args: argparse.Namespace) -> dict[str, Any]:
+    """Plan, then ``k`` joiners at once: msg/s over the wall time, CPU summed."""
+    _run_child("plan", n, database_url, port, args)
+    started = time.perf_counter()
+    procs = [subprocess.Popen(_command("join", n, database_url, port, args), text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for _ in range(k)]
+    results = [_output(p, "join", *p.communicate()) for p in procs]
+    elapsed = time.perf_counter() - started
+    sent = sum(r["messages"] for r in results)
+    assert sent == n, results
+    cpu = sum(r["cpu_s"] for r in results)
+    return {"senders": k, "messages": sent, "seconds": elapsed, "msg_per_s": sent / elapsed,
+            "cpu_us_per_msg": cpu / sent * 1e6,
+            "per_sender": [r["messages"] for r in results],
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in results)}
+
+
+def _reset(database_url: str) -> None:
+    """Back to "nobody was sent anything": the next send has every reader to do again."""
+    from sqlalchemy import delete, update
+
+    from digest.store.engine import make_engine
+    from digest.store.models import Delivery, Edition, Subscriber
+
+    engine = make_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(delete(Delivery))
+        conn.execute(delete(Edition))
+        conn.execute(update(Subscriber).values(last_digest_at=None))
+    engine.dispose()
 
 
 @contextlib.contextmanager
-def _database(args: argparse.Namespace, n: int, folder: Path) -> Iterator[str]:
+def _database(url: str, n: int, folder: Path) -> Iterator[str]:
     """A fresh SQLite file, or a schema of its own in the given PostgreSQL database (created
     here and dropped afterwards, so the bench never touches anything else there)."""
-    if not args.database_url:
+    if url == "sqlite":
         yield f"sqlite:///{folder / f'bench-{n}.db'}"
         return
-    if not args.database_url.startswith("postgresql"):
-        yield args.database_url  # an empty database the caller made
+    if not url.startswith("postgresql"):
+        yield url  # an empty database the caller made
         return
     from sqlalchemy import create_engine, text
 
     schema = f"bench_send_{n}_{os.getpid()}"
-    admin = create_engine(args.database_url)
+    admin = create_engine(url)
     with admin.begin() as conn:
         conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in args.database_url else "?"
+    sep = "&" if "?" in url else "?"
     try:
-        yield f"{args.database_url}{sep}options=-csearch_path%3D{schema}"
+        yield f"{url}{sep}options=-csearch_path%3D{schema}"
     finally:
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
 
 
-def _measure(n: int, port: int, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
-    with _database(args, n, folder) as database_url:
+def _measure(url: str, n: int, ports: tuple[int, int], args: argparse.Namespace,
+             folder: Path) -> dict[str, Any]:
+    with _database(url, n, folder) as database_url:
         _seed(database_url, n)
-        ceiling = _run_child("ceiling", n, database_url, port, args)
-        e2e = _run_child("e2e", n, database_url, port, args)
-    return {"n": n, "concurrency": args.concurrency, "ceiling": ceiling, "end_to_end": e2e,
-            "ratio": e2e["msg_per_s"] / ceiling["msg_per_s"],
-            "database": database_url.split(":")[0]}
+        if args.plan_only:
+            return {"n": n, "database": database_url.split(":")[0],
+                    "plan": _run_child("plan", n, database_url, ports[0], args)}
+        ceiling = _run_child("ceiling", n, database_url, ports[0], args)
+        piped = _run_child("e2e", n, database_url, ports[0], args)
+        _reset(database_url)
+        lock_step = _run_child("e2e", n, database_url, ports[1], args)
+        joined = []
+        for k in args.join if database_url.startswith("postgresql") else ():
+            _reset(database_url)
+            joined.append(_run_joined(k, n, database_url, ports[0], args))
+    return {"n": n, "concurrency": args.concurrency, "database": database_url.split(":")[0],
+            "ceiling": ceiling, "pipelined": piped, "lock_step": lock_step, "join": joined,
+            "ratio_pipelined": piped["msg_per_s"] / ceiling["msg_per_s"],
+            "ratio_lock_step": lock_step["msg_per_s"] / ceiling["msg_per_s"]}
 
 
 def _line(result: dict[str, Any]) -> str:
-    c, e = result["ceiling"], result["end_to_end"]
-    return (f"{result['database']:<20} N={result['n']:>7,}  ceiling {c['msg_per_s']:7.0f} msg/s  "
-            f"end-to-end {e['msg_per_s']:7.0f} msg/s  ratio {result['ratio']:.0%}  "
-            f"CPU {c['cpu_share']:.0%}/{e['cpu_share']:.0%}  "
-            f"peak RSS e2e {e['peak_rss_mb']:.0f} MB (ceiling {c['peak_rss_mb']:.0f} MB)  "
-            f"message {c['message_bytes']:,} B")
+    head = f"{result['database']:<20} N={result['n']:>9,}"
+    if "plan" in result:
+        plan = result["plan"]
+        return (f"{head}  planned {plan['planned']:,} deliveries in {plan['seconds']:.1f} s "
+                f"(CPU {plan['cpu_s']:.1f} s, peak RSS {plan['peak_rss_mb']:.0f} MB)")
+    c, p, q = result["ceiling"], result["pipelined"], result["lock_step"]
+    lines = [
+        f"{head}  ceiling (aiosmtplib) {c['msg_per_s']:7.0f} msg/s "
+        f"{c['cpu_us_per_msg']:5.0f} µs CPU/msg  message {c['message_bytes']:,} B",
+        f"{'':31}pipelined   {p['msg_per_s']:7.0f} msg/s {p['cpu_us_per_msg']:5.0f} µs CPU/msg "
+        f"= {result['ratio_pipelined']:.2f} x ceiling  peak RSS {p['peak_rss_mb']:.0f} MB",
+        f"{'':31}lock-step   {q['msg_per_s']:7.0f} msg/s {q['cpu_us_per_msg']:5.0f} µs CPU/msg "
+        f"= {result['ratio_lock_step']:.2f} x ceiling  peak RSS {q['peak_rss_mb']:.0f} MB"]
+    for j in result["join"]:
+        lines.append(f"{'':31}--join x{j['senders']}   {j['msg_per_s']:7.0f} msg/s "
+                     f"{j['cpu_us_per_msg']:5.0f} µs CPU/msg (all senders)  "
+                     f"= {j['msg_per_s'] / p['msg_per_s']:.2f} x one sender  "
+                     f"split {j['per_sender']}")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -290,42 +415,49 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--max-per-connection", type=int, default=100)
-    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"),
-                        help="PostgreSQL: measure there, in a schema the bench creates and "
-                             "drops; other URLs: an empty database, only with --no-compare "
-                             "(default: a fresh SQLite file per run; env BENCH_DATABASE_URL)")
+    parser.add_argument("--databases", default=os.environ.get("BENCH_DATABASES", "sqlite"),
+                        help="comma-separated: `sqlite` (a fresh file) and/or PostgreSQL URLs "
+                             "(a schema the bench creates and drops); default sqlite "
+                             "(env BENCH_DATABASES)")
+    parser.add_argument("--join", default="", help="PostgreSQL: also N joined senders, e.g. 2,4")
+    parser.add_argument("--plan-only", action="store_true",
+                        help="time planning N deliveries, send nothing")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--profile", action="store_true", help="cProfile the end-to-end child")
-    parser.add_argument("--child", choices=["ceiling", "e2e"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=sorted(_KINDS), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.join = [int(k) for k in args.join.split(",") if k.strip()]
     if args.child:
+        args.database_url = args.databases
         _child(args)
         return
     from digest.transport.sink import free_port
 
-    port = free_port()
+    ports = (free_port(), free_port())
     ready = multiprocessing.Event()
-    responder = multiprocessing.Process(target=_serve, args=(port, ready), daemon=True)
+    responder = multiprocessing.Process(target=_serve, args=(ports, ready), daemon=True)
     responder.start()
     ready.wait(10)
-    results = []
+    results: list[dict[str, Any]] = []
+    summary: dict[str, Any] = {"runs": results}
     try:
         with tempfile.TemporaryDirectory() as folder:
-            sizes = [args.n] if args.no_compare else [args.n, args.compare]
-            for n in sizes:
-                results.append(_measure(n, port, args, Path(folder)))
-                if not args.json:
-                    print(_line(results[-1]), flush=True)
+            sizes = [args.n] if args.no_compare or args.plan_only else [args.n, args.compare]
+            for url in args.databases.split(","):
+                for n in sizes:
+                    results.append(_measure(url.strip(), n, ports, args, Path(folder)))
+                    if not args.json:
+                        print(_line(results[-1]), flush=True)
+                if len(sizes) == 2:
+                    big, small = results[-2]["pipelined"], results[-1]["pipelined"]
+                    growth = big["peak_rss_mb"] - small["peak_rss_mb"]
+                    summary.setdefault("rss_growth_mb", {})[results[-1]["database"]] = growth
+                    if not args.json:
+                        print(f"peak RSS (pipelined) at {args.n:,} is {growth:+.1f} MB vs "
+                              f"{args.compare:,}", flush=True)
     finally:
         responder.terminate()
-    if len(results) == 2:
-        growth = results[0]["end_to_end"]["peak_rss_mb"] - results[1]["end_to_end"]["peak_rss_mb"]
-        summary = {"runs": results, "rss_growth_mb": growth}
-        if not args.json:
-            print(f"peak RSS at {args.n:,} is {growth:+.1f} MB vs {args.compare:,}")
-    else:
-        summary = {"runs": results}
     if args.json:
         print(json.dumps(summary, indent=2))
     os.environ.pop("_", None)

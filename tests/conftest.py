@@ -71,6 +71,12 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
     )
 
 
+@pytest.fixture(params=[True, False], ids=["pipelining", "lock-step"])
+def pipelining(request: pytest.FixtureRequest) -> bool:
+    """Run a sending test twice: the server offers PIPELINING (RFC 2920), and it does not."""
+    return bool(request.param)
+
+
 @pytest.fixture
 def engine(settings: Settings) -> Iterator[Engine]:
     eng = make_engine(settings.database_url)

@@ -7,7 +7,9 @@ received and the connection cut without a reply). ``slow`` delays the DATA reply
 first attempt past the client's timeout. Every accepted message is kept per recipient, so tests
 can count duplicates. The handler also records every AUTH attempt (``auth_attempts``), every
 EHLO name (``ehlo_names``) and when each RCPT arrived (``rcpt_at``); ``fault_server`` can cap
-the message size (``size_limit``: aiosmtpd's own 552 reply).
+the message size (``size_limit``: aiosmtpd's own 552 reply). ``pipelining`` (default on) offers
+PIPELINING in the EHLO reply; aiosmtpd reads commands in order either way, so it answers a
+pipelined group like a real server.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class FaultHandler:
     # test break something else -- the database, say -- in the middle of a send.
     on_accept: Callable[[int], None] | None = None
     mail_count: int = 0
+    pipelining: bool = True
 
     async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
                           mail_options: list[str]) -> str:
@@ -69,6 +72,8 @@ class FaultHandler:
                           responses: list[str]) -> list[str]:
         self.ehlo_names.append(hostname)
         session.host_name = hostname
+        if self.pipelining:
+            responses.insert(len(responses) - 1, "250-PIPELINING")
         return responses
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
@@ -129,9 +134,13 @@ def _authenticator(handler: FaultHandler, username: str, password: str) -> Any:
 @contextmanager
 def fault_server(handler: FaultHandler | None = None, *, tls: ssl.SSLContext | None = None,
                  starttls: ssl.SSLContext | None = None, auth: tuple[str, str] | None = None,
-                 size_limit: int | None = None) -> Iterator[tuple[FaultHandler, int]]:
-    """Run ``handler`` on 127.0.0.1; yields (handler, port)."""
+                 size_limit: int | None = None, pipelining: bool | None = None,
+                 ) -> Iterator[tuple[FaultHandler, int]]:
+    """Run ``handler`` on 127.0.0.1; yields (handler, port). ``pipelining`` overrides the
+    handler's."""
     handler = handler or FaultHandler()
+    if pipelining is not None:
+        handler.pipelining = pipelining
     kwargs: dict[str, Any] = {"hostname": "127.0.0.1", "port": free_port(),
                               "decode_data": False, "data_size_limit": size_limit}
     if starttls is not None:

@@ -14,7 +14,8 @@ import pytest
 from digest.compose import Digest, ReaderView, compose
 from digest.config.errors import InvalidInput
 from digest.config.settings import Settings
-from digest.render.message import Renderer, installation_tag, message_id_for
+from digest.render.identity import installation_tag, message_id_for
+from digest.render.message import Renderer
 from digest.render.tokens import Purpose, make_token, read_token
 from digest.transport.connection import send_one
 from tests.conftest import SmtpServer

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest.cli import main
 from digest.config.settings import Settings
 from digest.readers.lifecycle import Origin, add_subscriber, get_subscriber, unsubscribe
-from digest.render.message import installation_tag
+from digest.render.identity import installation_tag
 from digest.render.tokens import Purpose, make_token
 from digest.store.models import Article, Edition, Frequency, SubscriberStatus, utcnow
 from tests.conftest import cli_env

@@ -1,5 +1,6 @@
 """The SMTP pool against real aiosmtpd servers, healthy and faulty: reply classification,
-reconnects, the per-connection cap, the rate limit and the stop on policy errors."""
+reconnects, the per-connection cap, the rate limit and the stop on policy errors -- each with
+the server offering PIPELINING (the pipelined path) and not (lock-step)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from digest.config.errors import SendAborted
 from digest.config.settings import Settings
+from digest.render.mime import to_data_form
 from digest.transport.connection import open_connection
 from digest.transport.pool import Job, SmtpPool
 from digest.transport.replies import Outcome, Reply, Stage, classify, enhanced_status
@@ -61,7 +63,8 @@ class _Jobs:
     """A job source over a list; ``left`` is what no worker took."""
 
     def __init__(self, addresses: list[str]) -> None:
-        self.left = [Job(i, "stiri@example.ro", a, MESSAGE) for i, a in enumerate(addresses)]
+        self.left = [Job(i, "stiri@example.ro", a, to_data_form(MESSAGE))
+                     for i, a in enumerate(addresses)]
 
     def __call__(self) -> Job | None:
         return self.left.pop(0) if self.left else None
@@ -79,7 +82,7 @@ def _at(settings: Settings, port: int, **changes: object) -> Settings:
     return replace(settings, smtp_host="127.0.0.1", smtp_port=port, **changes)  # type: ignore[arg-type]
 
 
-async def test_faults_are_classified_per_recipient(settings: Settings) -> None:
+async def test_faults_are_classified_per_recipient(settings: Settings, pipelining: bool) -> None:
     handler = FaultHandler(script={
         "gone@example.ro": ["550 5.1.1 <gone@example.ro>: user unknown"],
         "busy@example.ro": ["451 4.3.0 try again later"],
@@ -88,7 +91,7 @@ async def test_faults_are_classified_per_recipient(settings: Settings) -> None:
     }, data_script={"junk@example.ro": ["554 5.6.0 content rejected"]})
     addresses = ["ok1@example.ro", "gone@example.ro", "busy@example.ro", "full@example.ro",
                  "throttle@example.ro", "junk@example.ro", "ok2@example.ro"]
-    with fault_server(handler) as (_, port):
+    with fault_server(handler, pipelining=pipelining) as (_, port):
         results, pool = await _run(_at(settings, port, send_concurrency=2), addresses)
     assert {a: r.outcome for a, r in results.items()} == {
         "ok1@example.ro": Outcome.SENT, "ok2@example.ro": Outcome.SENT,
@@ -104,8 +107,9 @@ async def test_faults_are_classified_per_recipient(settings: Settings) -> None:
     assert pool.limiter.rate > 0  # 454 slowed the (uncapped) pool down
 
 
-async def test_421_and_cut_connections_defer_and_reconnect(settings: Settings) -> None:
-    handler = FaultHandler(drop_at={3}, cut_at={6})
+async def test_421_and_cut_connections_defer_and_reconnect(settings: Settings,
+                                                           pipelining: bool) -> None:
+    handler = FaultHandler(drop_at={3}, cut_at={6}, pipelining=pipelining)
     addresses = [f"r{i}@example.ro" for i in range(10)]
     with fault_server(handler) as (_, port):
         results, pool = await _run(_at(settings, port, send_concurrency=1), addresses)
@@ -116,8 +120,8 @@ async def test_421_and_cut_connections_defer_and_reconnect(settings: Settings) -
     assert len(handler.accepted) == 8 and pool.reconnects == 2
 
 
-async def test_slow_reply_times_out_and_is_deferred(settings: Settings) -> None:
-    handler = FaultHandler(slow={"slow@example.ro": 1.5})
+async def test_slow_reply_times_out_and_is_deferred(settings: Settings, pipelining: bool) -> None:
+    handler = FaultHandler(slow={"slow@example.ro": 1.5}, pipelining=pipelining)
     with fault_server(handler) as (_, port):
         results, _pool = await _run(_at(settings, port, smtp_timeout=0.5, send_concurrency=1),
                                     ["slow@example.ro", "next@example.ro"])
@@ -125,8 +129,9 @@ async def test_slow_reply_times_out_and_is_deferred(settings: Settings) -> None:
     assert results["next@example.ro"].outcome is Outcome.SENT
 
 
-async def test_policy_refusal_stops_the_run(settings: Settings) -> None:
-    handler = FaultHandler(script={"r3@example.ro": ["554 5.7.1 Relay access denied"]})
+async def test_policy_refusal_stops_the_run(settings: Settings, pipelining: bool) -> None:
+    handler = FaultHandler(script={"r3@example.ro": ["554 5.7.1 Relay access denied"]},
+                           pipelining=pipelining)
     addresses = [f"r{i}@example.ro" for i in range(20)]
     with fault_server(handler) as (_, port):
         pool = SmtpPool(_at(settings, port, send_concurrency=1))
@@ -147,7 +152,8 @@ async def test_refused_connection_stops_with_a_hint(settings: Settings) -> None:
     assert "DIGEST_SMTP_HOST" in info.value.hint
 
 
-async def test_reconnects_after_the_per_connection_cap(settings: Settings) -> None:
+async def test_reconnects_after_the_per_connection_cap(settings: Settings,
+                                                       pipelining: bool) -> None:
     connections = 0
 
     async def counting(s: Settings) -> aiosmtplib.SMTP:
@@ -156,16 +162,16 @@ async def test_reconnects_after_the_per_connection_cap(settings: Settings) -> No
         return await open_connection(s)
 
     addresses = [f"r{i}@example.ro" for i in range(7)]
-    with fault_server() as (handler, port):
+    with fault_server(pipelining=pipelining) as (handler, port):
         s = _at(settings, port, send_concurrency=1, smtp_max_per_connection=3)
         results, _ = await _run(s, addresses, connect=counting)
     assert connections == 3 and len(handler.accepted) == 7
     assert all(r.outcome is Outcome.SENT for r in results.values())
 
 
-async def test_rate_limit_caps_messages_per_second(settings: Settings) -> None:
+async def test_rate_limit_caps_messages_per_second(settings: Settings, pipelining: bool) -> None:
     addresses = [f"r{i}@example.ro" for i in range(11)]
-    with fault_server() as (_, port):
+    with fault_server(pipelining=pipelining) as (_, port):
         started = time.monotonic()
         await _run(_at(settings, port, send_concurrency=3, send_rate=20.0), addresses)
         elapsed = time.monotonic() - started

@@ -13,6 +13,7 @@ import trustme
 
 from digest.config.errors import ConfigError, SendAborted
 from digest.config.settings import Settings, SmtpSecurity
+from digest.render.mime import to_data_form
 from digest.transport.pool import Job, SmtpPool
 from digest.transport.replies import Outcome, Reply
 from tests.smtp_faults import fault_server
@@ -41,7 +42,8 @@ def ca_file(ca: trustme.CA, tmp_path: Path) -> Iterator[Path]:
 
 
 async def _send(settings: Settings, count: int = 3) -> list[Reply]:
-    jobs = iter([Job(i, "stiri@example.ro", f"r{i}@example.ro", MESSAGE) for i in range(count)])
+    jobs = iter([Job(i, "stiri@example.ro", f"r{i}@example.ro", to_data_form(MESSAGE))
+                 for i in range(count)])
     pool = SmtpPool(settings, connect_retries=())
     replies: list[Reply] = []
     await pool.run(lambda: next(jobs, None), lambda job, reply: replies.append(reply))
@@ -52,10 +54,12 @@ async def _send(settings: Settings, count: int = 3) -> list[Reply]:
 # aiosmtpd warns about AUTH without STARTTLS; on implicit TLS the connection is encrypted.
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 async def test_tls_with_auth_delivers(settings: Settings, server_context: ssl.SSLContext,
-                                      ca_file: Path, security: SmtpSecurity) -> None:
+                                      ca_file: Path, security: SmtpSecurity,
+                                      pipelining: bool) -> None:
     tls_kwargs = ({"starttls": server_context} if security is SmtpSecurity.STARTTLS
                   else {"tls": server_context})
-    with fault_server(auth=(USER, PASSWORD), **tls_kwargs) as (handler, port):  # type: ignore[arg-type]
+    with fault_server(auth=(USER, PASSWORD), pipelining=pipelining,
+                      **tls_kwargs) as (handler, port):  # type: ignore[arg-type]
         s = replace(settings, smtp_port=port, smtp_security=security, smtp_ca_file=ca_file,
                     smtp_username=USER, smtp_password=PASSWORD, send_concurrency=2)
         replies = await _send(s)

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config.errors import ConfigError
 from digest.config.settings import Settings, SmtpSecurity, load_settings
+from digest.render.mime import to_data_form
 from digest.run.commands import SendOptions, send_digest
 from digest.store.models import Delivery, DeliveryState, Subscriber, SubscriberStatus
 from digest.transport import connection
@@ -28,6 +29,7 @@ from tests.sending_data import add_articles, add_readers
 from tests.smtp_faults import FaultHandler, fault_server
 
 USER, PASSWORD = "stiri", "parolă-secretă"
+
 MESSAGE = b"From: a@example.ro\r\nTo: b@example.ro\r\nSubject: t\r\n\r\nhello\r\n"
 READERS = [f"cititor{i}@example.ro" for i in range(12)]
 
@@ -62,7 +64,8 @@ def _with_auth(settings: Settings, port: int, ca_file: Path, password: str,
 
 
 async def _send(settings: Settings, count: int) -> list[Reply]:
-    left = [Job(i, "stiri@example.ro", f"r{i}@example.ro", MESSAGE) for i in range(count)]
+    left = [Job(i, "stiri@example.ro", f"r{i}@example.ro", to_data_form(MESSAGE))
+            for i in range(count)]
     pool = SmtpPool(settings, connect_retries=(0.05,))
     replies: list[Reply] = []
     await pool.run(lambda: left.pop(0) if left else None,

@@ -1,11 +1,12 @@
-"""Record delivery results in small group commits.
+"""Record delivery results in group commits.
 
-**In-flight bound:** a crash (even SIGKILL) can resend at most the messages the server accepted
-whose result was not yet committed: at most ``GROUP_COMMIT`` buffered results plus one message
-per connection, i.e. ``GROUP_COMMIT + DIGEST_SEND_CONCURRENCY`` (54 with the defaults). Nothing
-is lost: unrecorded rows stay ``sending`` and are claimed again. A resent copy has the same
-Message-ID, so most mailbox providers fold it away. (On PostgreSQL the groups are written on a
-thread of their own, ``run.result_writer``, whose gate keeps the same bound.)
+**In-flight bound.** A send journals every reply before the next message leaves its
+connection (``run.journal``), and the next start reconciles a dead sender's journal into the
+ledger before anything is reclaimed: so a crash (even SIGKILL) resends at most the messages
+whose reply was never read, one per connection (``DIGEST_SEND_CONCURRENCY``). The group commits
+below therefore no longer set that bound; they keep the ledger current and the memory flat.
+Nothing is lost: unrecorded rows stay ``sending`` and are claimed again. A resent copy has the
+same Message-ID, so most mailbox providers fold it away.
 
 The pipeline reports each result as it comes in; the ``Recorder`` buffers them and writes one
 transaction per ``GROUP_COMMIT`` results (or whenever ``flush`` is called, e.g. on a timer):
@@ -28,10 +29,11 @@ from sqlalchemy import Connection, Engine, Table, bindparam, or_, text, update
 from sqlalchemy.orm import Session
 
 from digest.delivery.claims import Claim
+from digest.delivery.snapshots import id_in
 from digest.readers.lifecycle import mark_bounced
 from digest.store.models import Delivery, DeliveryState, Subscriber, utcnow
 
-GROUP_COMMIT = 50  # results per commit: the crash duplicate bound (see above)
+GROUP_COMMIT = 500  # results per commit (the journal, not this, bounds a crash's resends)
 
 __all__ = ["BACKOFF_BASE", "BACKOFF_CAP", "GROUP_COMMIT", "MAX_ATTEMPTS", "Recorder", "Results",
            "backoff"]
@@ -133,7 +135,7 @@ class Results:
             conn.execute(_SENT, self.sent)
         if self.sent:
             for cutoff, readers in self.last.items():  # one statement per edition
-                conn.execute(update(S).where(S.c.id.in_(readers),
+                conn.execute(update(S).where(id_in(conn, S.c.id, readers),
                                              or_(S.c.last_digest_at.is_(None),
                                                  S.c.last_digest_at < cutoff))
                              .values(last_digest_at=cutoff))

@@ -9,6 +9,9 @@ Two steps, because a digest goes to many readers:
   unguessable markers and the encoded bodies are split at them (see ``digest.render.mime``).
 - ``RenderedDigest.message_for(reader)`` -- the cheap part: two tokens, the To, Message-ID and
   List-Unsubscribe headers, the values put into the pre-encoded bodies, DKIM when configured.
+  The result (``Outgoing.wire``) is already in SMTP DATA form -- CRLF, dot-stuffed, ending with
+  the end-of-data line -- because the segments were stuffed once per digest: the transport
+  writes it as it is, with no pass over the message (``Outgoing.data`` gives the plain bytes).
 
 The Date header is the edition's cutoff (when it was planned), not the send time: a message
 that is resent after a crash is then byte-identical, same Message-ID, same DKIM signature.
@@ -18,9 +21,6 @@ No database, network or clock is touched here.
 from __future__ import annotations
 
 import hashlib
-import hmac
-import html
-import re
 import secrets
 from collections import OrderedDict
 from dataclasses import dataclass, replace
@@ -35,12 +35,16 @@ from digest.config.settings import Settings
 from digest.readers.addresses import smtp_address
 from digest.render.dkim import DkimSigner
 from digest.render.environment import make_environment
+from digest.render.html_text import escape_attribute_brackets, escaped_values
 from digest.render.i18n import Language, language
+from digest.render.identity import installation_tag, message_id_for
 from digest.render.mime import (
+    END_OF_DATA,
     QpTemplate,
     ascii_url,
     encode_phrase,
     format_mailbox,
+    from_data_form,
     header_line,
     idna_domain,
 )
@@ -55,7 +59,7 @@ from digest.render.values import (
     wrap,
 )
 
-__all__ = ["Outgoing", "RenderedDigest", "Renderer", "installation_tag", "message_id_for"]
+__all__ = ["Outgoing", "RenderedDigest", "Renderer"]
 
 _READER_VALUES = ("unsubscribe_url", "preferences_url", "reader_email")
 _CACHE_SIZE = 32
@@ -69,26 +73,15 @@ _HTML_PART = (b'Content-Type: text/html; charset="utf-8"\r\n'
 class Outgoing:
     """One message ready for SMTP."""
 
-    sender: str  # envelope MAIL FROM, ASCII
+    sender: str  # envelope MAIL FROM, ASCII (per message: VERP may make it the reader's own)
     recipient: str  # envelope RCPT TO, ASCII
     message_id: str  # "<...@domain>", deterministic per (edition, subscriber)
-    data: bytes  # the exact bytes to send, CRLF line endings
+    wire: bytes  # SMTP DATA form: CRLF line endings, dot-stuffed, ending with ".\r\n"
 
-
-def message_id_for(edition_id: int, subscriber_id: int, domain: str, installation: str = "") -> str:
-    """The Message-ID of one reader's copy of one edition: the same on every resend.
-
-    ``installation`` (derived from the secret key) keeps ids unique across installations and
-    across a database rebuilt from scratch, whose edition and subscriber ids start at 1 again:
-    providers drop a message whose Message-ID they have already seen.
-    """
-    tag = f".{installation}" if installation else ""
-    return f"<digest.{edition_id}.{subscriber_id}{tag}@{idna_domain(domain)}>"
-
-
-def installation_tag(secret: str) -> str:
-    """A short, stable tag of this installation that reveals nothing about the secret."""
-    return hmac.new(secret.encode(), b"digest-message-id", hashlib.sha256).hexdigest()[:12]
+    @property
+    def data(self) -> bytes:
+        """The message as the receiver stores it (CRLF line endings), e.g. for a preview."""
+        return from_data_form(self.wire)
 
 
 def _mailbox_header(raw: str) -> str:
@@ -171,7 +164,7 @@ class Renderer:
         html_body = None
         if not digest.plain_text_only:
             inlined = self._inliner.inline(html_template.render(context))
-            html_body = QpTemplate(_escape_attribute_brackets(inlined), self._markers)
+            html_body = QpTemplate(escape_attribute_brackets(inlined), self._markers)
         return RenderedDigest(self, digest, subject, text, html_body)
 
     def headers(self, digest: Digest, subject: str) -> tuple[bytes, bytes]:
@@ -196,10 +189,18 @@ class Renderer:
         edition = digest.edition
         return f"{edition.id}:{edition.frequency.value}:{list_label}:{self.domain}"
 
+    @property
+    def signs(self) -> bool:
+        return self._signer is not None
+
     def sign(self, data: bytes) -> bytes:
         if self._signer is None:
             return data
         return self._signer.sign(data, has_reply_to=self._reply_to is not None)
+
+    def signature(self, data: bytes) -> bytes:
+        """The DKIM-Signature header field for ``data`` (empty when DKIM is off)."""
+        return self.sign(data)[:-len(data)] if self._signer is not None else b""
 
 
 class RenderedDigest:
@@ -245,7 +246,7 @@ class RenderedDigest:
         """The HTML body this reader gets, decoded (None for a plain-text-only reader)."""
         if self._html is None:
             return None
-        return self._html.text_for(_escaped(self.values(reader)))
+        return self._html.text_for(escaped_values(self.values(reader)))
 
     def message_for(self, reader: ReaderView) -> Outgoing:
         renderer = self._renderer
@@ -267,28 +268,16 @@ class RenderedDigest:
             b"Precedence: bulk\r\nAuto-Submitted: auto-generated\r\n",
             self._content,
         ))
+        wire = head + self._body(values, wire=True) + END_OF_DATA  # headers need no stuffing
+        if renderer.signs:
+            data = head + self._body(values, wire=False)  # DKIM signs what the receiver stores
+            wire = renderer.signature(data) + wire
+        return Outgoing(renderer.sender, recipient, message_id, wire)
+
+    def _body(self, values: dict[str, str], *, wire: bool) -> bytes:
+        """The blank line and the body; ``wire``: dot-stuffed for SMTP DATA."""
         if self._parts is None or self._html is None:
-            body = b"\r\n" + self._text.fill(values)
-        else:
-            first, second, end = self._parts
-            body = b"\r\n" + b"".join((first, self._text.fill(values), second,
-                                       self._html.fill(_escaped(values)), end))
-        return Outgoing(renderer.sender, recipient, message_id, renderer.sign(head + body))
-
-
-# A start tag as an HTML5 serializer writes it: attribute values always double-quoted.
-_START_TAG = re.compile(r'<[A-Za-z][\w:-]*(?:\s+[^\s"\'>/=]+(?:="[^"]*")?)*\s*/?>')
-
-
-def _escape_attribute_brackets(html_text: str) -> str:
-    """Escape ``<`` and ``>`` inside attribute values (css-inline's serializer leaves them raw,
-    which is valid HTML but trips naive filters: an alt text must not read like a tag)."""
-    def fix(match: re.Match[str]) -> str:
-        tag = match.group()
-        inner = tag[1:-1].replace("<", "&lt;").replace(">", "&gt;")
-        return f"<{inner}>"
-    return _START_TAG.sub(fix, html_text)
-
-
-def _escaped(values: dict[str, str]) -> dict[str, str]:
-    return {k: html.escape(v, quote=True) for k, v in values.items()}
+            return b"\r\n" + self._text.fill(values, wire=wire)
+        first, second, end = self._parts
+        return b"\r\n" + b"".join((first, self._text.fill(values, wire=wire), second,
+                                    self._html.fill(escaped_values(values), wire=wire), end))

@@ -18,6 +18,7 @@ import datetime as dt
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -30,11 +31,12 @@ from digest.config.settings import Settings
 from digest.delivery.claims import due_count, reclaim_orphans
 from digest.delivery.plan import ensure_edition, plan, set_edition_articles
 from digest.delivery.presence import Presence
-from digest.delivery.run_lock import RunLock
+from digest.delivery.run_lock import RunLock, lock_path
 from digest.delivery.snapshots import edition_view_for, load_candidates
 from digest.delivery.status import unfinished
 from digest.render.samples import preflight
 from digest.run.dry_run import dry_run
+from digest.run.journal import Journal, journal_folder, reconcile
 from digest.run.report import RunReport
 from digest.run.sender import Progress, Sender
 from digest.store.faults import database_fault
@@ -107,6 +109,9 @@ def send_digest(engine: Engine, settings: Settings, options: SendOptions = SendO
 def _send_locked(engine: Engine, settings: Settings, options: SendOptions, report: RunReport,
                  progress: Callable[[int | None], Progress] | None,
                  lock_check: Callable[[], None]) -> None:
+    # First the replies a crashed sender journaled but never committed (run.journal), so
+    # that what reclaim_orphans gives back below is only what was truly in flight.
+    report.reconciled = reconcile(engine, _journals(engine, settings))
     with engine.begin() as conn:
         # Rows left `sending` by senders that are gone (all of them on SQLite; on PostgreSQL
         # not those of a live `--join` process): see reclaim_orphans.
@@ -146,9 +151,15 @@ def join_send(engine: Engine, settings: Settings, options: SendOptions = SendOpt
                           "use `digest send --dry-run` to compose and render without sending")
     report = RunReport(frequency=options.frequency.value, joined=True)
     started = time.monotonic()
+    report.reconciled = reconcile(engine, _journals(engine, settings))
     _stream(engine, settings, options, report, progress)
     report.duration_s = time.monotonic() - started
     return report
+
+
+def _journals(engine: Engine, settings: Settings) -> Path:
+    """This machine's reply journals: next to the run lock file (see run.journal)."""
+    return journal_folder(lock_path(engine, settings))
 
 
 def _stream(engine: Engine, settings: Settings, options: SendOptions, report: RunReport,
@@ -168,7 +179,8 @@ def _stream(engine: Engine, settings: Settings, options: SendOptions, report: Ru
         # Before each claim and every second: do we still hold our locks? (A sender whose
         # lock connection was terminated must stop claiming at once.)
         guards = [check for check in (lock_check, presence.check) if check is not None]
-        run = Sender(engine, settings, report, tick, retry_before, worker, guards)
+        journal = Journal(_journals(engine, settings), worker)  # closed by the Sender
+        run = Sender(engine, settings, report, tick, retry_before, worker, guards, journal)
         try:
             asyncio.run(run.main())
         except DigestError as exc:

@@ -33,6 +33,7 @@ class RunReport:
     skipped: int = 0
     released: int = 0  # claimed but not attempted (the run stopped): pending again
     reclaimed: int = 0  # left `sending` by a crashed run, taken back at the start
+    reconciled: int = 0  # results a crashed sender journaled, written to the ledger at start
     reconnects: int = 0
     composed: int = 0  # dry run only: messages composed and rendered, not sent
     distinct_digests: int = 0  # dry run only: how many different digests those were
@@ -79,6 +80,7 @@ class RunReport:
             "duration_s": round(self.duration_s, 3),
             "messages_per_s": round(self.messages_per_s, 1),
             "released": self.released, "reclaimed": self.reclaimed,
+            "reconciled": self.reconciled,
             "reconnects": self.reconnects, "dry_run": self.dry_run, "joined": self.joined,
             "edition": {"id": self.edition_id, "frequency": self.frequency,
                         "date": self.edition_date},

@@ -1,10 +1,16 @@
 """Write each group of results (``delivery.results``) and the heartbeat on the ledger thread.
 
-**The crash bound stays true.** A worker takes a new message only while fewer than
-``GROUP_COMMIT`` results are uncommitted (buffered, or being written), so at any moment at most
-``GROUP_COMMIT - 1`` results plus one message per connection are at risk, i.e. fewer than
-``GROUP_COMMIT + DIGEST_SEND_CONCURRENCY`` (see ``delivery.results``). A group is handed to
-the writer when half full, so the next half fills while it is written and nobody waits.
+Every reply is in the journal (``run.journal``) before the next message leaves its connection,
+so the group commits no longer decide what a crash can resend: they only keep memory bounded
+and the ledger current. A worker takes a new message only while fewer than ``GATE`` results
+are uncommitted (buffered, or being written); a group is handed to the writer every
+``FLUSH_AT`` results (or on the timer), so the next one fills while it is written. When a group
+is committed the journal is told how far the ledger has caught up, and drops the segments it
+no longer needs.
+
+``GATE`` still bounds what a crash *of the machine* (page cache lost with the journal's last
+lines) or a takeover from another machine (``--join``: a dead sender's rows reclaimed before
+its journal was reconciled) can resend: fewer than ``GATE + DIGEST_SEND_CONCURRENCY``.
 """
 
 from __future__ import annotations
@@ -12,28 +18,33 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures as cf
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from digest.delivery.claims import heartbeat
 from digest.delivery.results import GROUP_COMMIT, Recorder, Results
 from digest.run.db_thread import DbThread
 
-__all__ = ["FLUSH_AT", "ResultWriter"]
+if TYPE_CHECKING:
+    from digest.run.journal import Journal
+
+__all__ = ["FLUSH_AT", "GATE", "ResultWriter"]
 
 
-FLUSH_AT = GROUP_COMMIT // 2  # results handed to the writer at once (the gate is GROUP_COMMIT)
+FLUSH_AT = GROUP_COMMIT  # results handed to the writer at once
+GATE = 2 * GROUP_COMMIT  # no new message while this many results are uncommitted
 
 
 class ResultWriter:
     """Results are recorded on the loop (``recorder``) and written on the ledger thread."""
 
-    gate = GROUP_COMMIT  # no new message while this many results are uncommitted
+    gate = GATE
 
     def __init__(self, db: DbThread, worker: str,
-                 on_error: Callable[[BaseException], None]) -> None:
+                 on_error: Callable[[BaseException], None], journal: Journal | None = None
+                 ) -> None:
         self.worker = worker
-        # Threaded, a group is handed over half full (see above); inline, it is written whole.
-        self.recorder = Recorder(db.engine, group=GROUP_COMMIT if db.inline else FLUSH_AT,
-                                 on_full=self.flush_soon)
+        self.journal = journal
+        self.recorder = Recorder(db.engine, group=FLUSH_AT, on_full=self.flush_soon)
         self.db = db
         self._on_error = on_error
         self._writing: Results | None = None  # the group being written
@@ -52,17 +63,22 @@ class ResultWriter:
         if self._writing is not None or self._closed or not len(self.recorder):
             return
         taken = self._writing = self.recorder.take()
+        # Every reply journaled so far is in ``taken`` or committed already (the journal and
+        # the recorder are written in the same plain call): this group's commit covers them.
+        upto = self.journal.count if self.journal is not None else 0
         write = self._write = self.db.submit(taken.write)
         if write.done():  # inline (SQLite): written already
-            self._done(write)
+            self._done(write, upto)
         else:
-            asyncio.wrap_future(write).add_done_callback(lambda _: self._done(write))
+            asyncio.wrap_future(write).add_done_callback(lambda _: self._done(write, upto))
 
-    def _done(self, write: cf.Future[None]) -> None:
+    def _done(self, write: cf.Future[None], upto: int) -> None:
         if self._closed:
             return  # close() has dealt with it
         taken, self._writing, self._write = self._writing, None, None
         error = None if write.cancelled() else write.exception()
+        if error is None and self.journal is not None:
+            self.journal.committed(upto)
         if error is not None:
             assert taken is not None
             self.recorder.put_back(taken)  # kept: the final flush tries them again

@@ -3,7 +3,8 @@
 Each SMTP worker, when its connection is free, pulls the next message. Deliveries are claimed
 a batch at a time, one batch ahead, and each reader's digest is composed (memoized for readers
 with the same inputs), rendered once per distinct digest and filled in per reader just in time.
-Each reply is recorded, and written in small group commits. The database work (claims, reader
+Each reply is journaled at once (``run.journal``: the crash bound) and written to the ledger
+in group commits. The database work (claims, reader
 loads, result writes, heartbeats) runs on two threads of its own (``run.db_thread``), so the
 event loop never waits on the database. Memory stays flat whatever the number of readers: two
 claimed batches at most.
@@ -35,10 +36,11 @@ from digest.delivery.results import Recorder
 from digest.render.message import RenderedDigest, Renderer
 from digest.run.claim_feeder import ClaimedBatch, ClaimFeeder
 from digest.run.db_thread import DbThread
+from digest.run.journal import Journal, record
 from digest.run.result_writer import ResultWriter
 from digest.store.faults import FaultKind, fault_kind
 from digest.transport.pool import Job, SmtpPool
-from digest.transport.replies import Outcome, Reply, reply_hint
+from digest.transport.replies import Reply, reply_hint
 
 if TYPE_CHECKING:
     from digest.run.report import RunReport
@@ -67,7 +69,7 @@ class Sender:
 
     def __init__(self, engine: Engine, settings: Settings, report: RunReport,
                  tick: Progress | None, retry_deferred_before: dt.datetime | None,
-                 worker: str, guards: Sequence[Callable[[], None]] = ()) -> None:
+                 worker: str, guards: Sequence[Callable[[], None]], journal: Journal) -> None:
         self.settings, self.report, self.tick = settings, report, tick
         self.renderer = Renderer(settings)
         self.lookback = dt.timedelta(days=settings.max_lookback_days)
@@ -79,7 +81,8 @@ class Sender:
         self.guards = tuple(guards)  # raise if this sender lost its locks (run.commands)
         self.feeder = ClaimFeeder(self.threads[0], settings, worker, batch,
                                   retry_deferred_before, self._check_guards)
-        self.ledger = ResultWriter(self.threads[1], worker, self.pool.stop)
+        self.journal = journal
+        self.ledger = ResultWriter(self.threads[1], worker, self.pool.stop, journal)
         self.recorder = self.ledger.recorder
         self.outstanding: dict[int, Claim] = {}  # claimed, no result yet
         self.claims: deque[Claim] = deque()  # claimed, not yet handed to a worker
@@ -126,7 +129,13 @@ class Sender:
         self.report.take_counts(self.recorder.counts)
         self.report.reconnects = self.pool.reconnects
         try:
-            self._write_the_rest()
+            written = False
+            try:
+                self._write_the_rest()
+                written = True
+            finally:
+                # Every reply in the ledger: the journal goes. Else it stays for the next start.
+                self.journal.close(remove=written)
         finally:
             for thread in dict.fromkeys(self.threads):  # once each, even when shared
                 thread.close()
@@ -262,7 +271,7 @@ class Sender:
             return None
         self.queued[c.delivery_id] = (self.editions[c.edition_id][0].cutoff, out.message_id,
                                       article_ids)
-        return Job(c.delivery_id, out.sender, out.recipient, out.data)
+        return Job(c.delivery_id, out.sender, out.recipient, out.wire)
 
     def _resolved(self, c: Claim) -> Recorder:
         del self.outstanding[c.delivery_id]
@@ -273,20 +282,10 @@ class Sender:
     def _on_result(self, job: Job, reply: Reply) -> None:
         c = self.outstanding[job.key]
         cutoff, message_id, article_ids = self.queued.pop(job.key)
-        recorder = self._resolved(c)
-        if reply.outcome is Outcome.SENT:
-            recorder.sent(c, cutoff, message_id, reply.code, reply.line, article_ids)
-        elif reply.outcome is Outcome.DEFERRED:
-            recorder.deferred(c, reply.code, reply.line)
-        elif reply.outcome is Outcome.ABORT:
-            recorder.release(c, reply.code, reply.line)
-        elif reply.outcome is Outcome.WITHDRAWN:
-            recorder.skipped(c, "the subscriber is no longer active")
-        else:
-            hint = reply_hint(reply)  # e.g. too large: the operator's to fix, not the reader's
-            if hint is not None:
-                self.report.warn(f"{reply.line}: {hint}")
-            recorder.failed(c, reply.code, reply.line if hint is None
-                            else f"{reply.line} (hint: {hint})",
-                            bounce=reply.outcome is Outcome.FAILED_ADDRESS)
-
+        # Journaled before anything else: the pool sends no further message on this
+        # connection until this returns (the crash bound, see run.journal).
+        self.journal.write(c, reply, cutoff, message_id, article_ids)
+        hint = reply_hint(reply)  # e.g. too large: the operator's to fix, not the reader's
+        if hint is not None:
+            self.report.warn(f"{reply.line}: {hint}")
+        record(self._resolved(c), c, reply, cutoff, message_id, article_ids)
