@@ -22,7 +22,7 @@ from dotenv import dotenv_values
 
 from digest.config.errors import ConfigError
 
-__all__ = ["Settings", "SmtpSecurity", "load_settings"]
+__all__ = ["Settings", "SmtpSecurity", "Weekday", "load_settings"]
 
 T = TypeVar("T")
 
@@ -36,6 +36,34 @@ class SmtpSecurity(enum.StrEnum):
     NONE = "none"
     STARTTLS = "starttls"
     TLS = "tls"
+
+
+class Weekday(enum.IntEnum):
+    """A day of the week, numbered like ``date.weekday()`` (Monday 0)."""
+
+    MONDAY = 0
+    TUESDAY = 1
+    WEDNESDAY = 2
+    THURSDAY = 3
+    FRIDAY = 4
+    SATURDAY = 5
+    SUNDAY = 6
+
+    @classmethod
+    def parse(cls, raw: str) -> Weekday:
+        """``monday``, ``Mon`` ... (any case); raises ``KeyError`` otherwise."""
+        name = raw.strip().upper()
+        for day in cls:
+            if len(name) >= 3 and day.name.startswith(name):
+                return day
+        raise KeyError(raw)
+
+
+def _hour(raw: str) -> int:
+    value = int(raw)
+    if not 0 <= value <= 23:
+        raise ValueError(raw)
+    return value
 
 
 _DEFAULT_PORTS = {SmtpSecurity.NONE: 25, SmtpSecurity.STARTTLS: 587, SmtpSecurity.TLS: 465}
@@ -76,6 +104,9 @@ class Settings:
     feed_max_bytes: int = 5_000_000
     lock_dir: Path | None = None
     claim_timeout: float = 3600.0
+    # The schedule (delivery.schedule): local hour and the weekly digest's day.
+    send_hour: int = 7
+    weekly_day: Weekday = Weekday.MONDAY
 
     @property
     def privacy_url(self) -> str:
@@ -228,6 +259,11 @@ def load_settings(
         feed_max_bytes=r.number("DIGEST_FEED_MAX_BYTES", 5_000_000, minimum=1024),
         lock_dir=r.path("DIGEST_LOCK_DIR", must_exist=False),
         claim_timeout=r.real("DIGEST_CLAIM_TIMEOUT", 3600.0),
+        send_hour=r.convert("DIGEST_SEND_HOUR", 7, _hour, "expected an hour from 0 to 23",
+                            "set DIGEST_SEND_HOUR=7 for 07:00 in each reader's timezone"),
+        weekly_day=r.convert("DIGEST_WEEKLY_DAY", Weekday.MONDAY, Weekday.parse,
+                             "expected a day of the week", "set DIGEST_WEEKLY_DAY=monday "
+                             "(or tuesday ... sunday)"),
     )
     _check_combinations(settings)
     return settings

@@ -8,7 +8,7 @@ code of the error that stopped the run.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from digest.config.errors import DigestError
@@ -19,7 +19,8 @@ __all__ = ["RunReport"]
 
 @dataclass
 class RunReport:
-    frequency: str = "daily"
+    frequency: str = "daily"  # or "schedule": every reader due now, whatever their edition
+    at: str | None = None  # --at: the instant the run acted as if it were
     dry_run: bool = False
     joined: bool = False  # `digest send --join`: an extra sender, no planning
     edition_id: int | None = None
@@ -38,6 +39,14 @@ class RunReport:
     feeds_failed: int = 0  # `digest run` only
     articles_new: int = 0  # `digest run` only
     error: DigestError | None = None
+    # Every edition this run planned for: {"id", "frequency", "date"} (a scheduled run may
+    # serve several local dates at once; edition_id/edition_date: the one, or the latest).
+    editions: list[dict[str, Any]] = field(default_factory=list)
+
+    def set_editions(self, editions: list[tuple[int | None, str, str]]) -> None:
+        self.editions = [{"id": i, "frequency": f, "date": d} for i, f, d in editions]
+        if editions:
+            self.edition_id, _, self.edition_date = max(editions, key=lambda e: (e[2], e[1]))
 
     @property
     def messages_per_s(self) -> float:
@@ -68,6 +77,7 @@ class RunReport:
             "composed": self.composed, "distinct_digests": self.distinct_digests,
             "edition": {"id": self.edition_id, "frequency": self.frequency,
                         "date": self.edition_date},
+            "editions": self.editions, "at": self.at,
             "feeds_failed": self.feeds_failed, "articles_new": self.articles_new,
             "error": self.error.message if self.error else None,
             "hint": self.error.hint if self.error else None,
@@ -76,7 +86,7 @@ class RunReport:
 
     def summary(self) -> str:
         head = ("joined sender" if self.joined
-                else f"{self.frequency} {self.edition_date or ''}".strip())
+                else f"{self.frequency} {self.at or self.edition_date or ''}".strip())
         if self.dry_run:
             return (f"dry run {head}: {self.composed} composed and rendered "
                     f"({self.distinct_digests} distinct), {self.skipped} with nothing new; "

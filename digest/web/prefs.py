@@ -1,9 +1,10 @@
 """``/preferences/{token}``: a reader's own settings and data.
 
-GET shows the form; POST saves topics, frequency and plain-text-only (a PREFERENCES consent event
-records what changed). ``POST .../data`` downloads everything stored about the reader as JSON,
-consent history included; ``POST .../delete`` (with its "yes" box ticked) erases the reader and
-keeps only a suppression hash so the address is never mailed again.
+GET shows the form; POST saves topics, frequency, the local hour the digest goes out and
+plain-text-only (a PREFERENCES consent event records what changed). ``POST .../data``
+downloads everything stored about the reader as JSON, consent history included;
+``POST .../delete`` (with its "yes" box ticked) erases the reader and keeps only a suppression
+hash so the address is never mailed again.
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from digest.readers.lifecycle import Origin, erase, personal_data, update_preferences
+from digest.config.errors import InvalidInput
+from digest.readers.lifecycle import (
+    Origin,
+    erase,
+    parse_send_hour,
+    personal_data,
+    update_preferences,
+)
 from digest.render.tokens import Purpose
 from digest.store.models import Frequency, Subscriber
 from digest.topics import parse_topics
@@ -31,13 +39,13 @@ __all__ = ["routes"]
 
 
 def _save(sessions: sessionmaker[Session], subscriber_id: int, origin: Origin,
-          topics: list[str], frequency: Frequency, plain: bool) -> bool:
+          topics: list[str], frequency: Frequency, plain: bool, hour: int | None) -> bool:
     with sessions.begin() as session:
         sub = session.get(Subscriber, subscriber_id)
         if sub is None:
             return False
         update_preferences(session, sub, origin, topics=topics, frequency=frequency,
-                           plain_text_only=plain)
+                           plain_text_only=plain, send_hour=hour)
         return True
 
 
@@ -62,6 +70,8 @@ async def _page(ctx: WebContext, view: LinkedReader, status: int = 200, *, notic
     base = ctx.path("preferences", ctx.token(Purpose.PREFERENCES, view.id))
     return ctx.render("preferences.html.j2", status, private=True, title="Your preferences",
                       reader=view, topics=topics, frequencies=list(Frequency), action=base,
+                      hours=range(24), default_hour=ctx.settings.send_hour,
+                      zone=view.timezone or ctx.settings.timezone.key,
                       data_action=f"{base}/data", delete_action=f"{base}/delete",
                       notice=notice, error=error,
                       unsubscribe=ctx.path("unsubscribe", ctx.token(Purpose.UNSUBSCRIBE, view.id)))
@@ -72,6 +82,14 @@ def _frequency(form: FormData) -> Frequency:
         return Frequency(str(form.get("frequency", "")))
     except ValueError:
         raise HTTPException(400, "Choose how often you want the digest.") from None
+
+
+def _send_hour(form: FormData) -> int | None:
+    """The hour picked, or None for "the publication's hour" (the empty choice)."""
+    try:
+        return parse_send_hour(str(form.get("send_hour", "")))
+    except InvalidInput:
+        raise HTTPException(400, "Choose an hour from the list.") from None
 
 
 async def show(request: Request) -> Response:
@@ -87,7 +105,8 @@ async def save(request: Request) -> Response:
     topics = [t for t in parse_topics([str(t) for t in form.getlist("topics")]) if t in allowed]
     saved = await ctx.db(_save, ctx.sessions, view.id,
                          origin_of(request, "web", "preferences page"), topics,
-                         _frequency(form), form.get("plain_text_only") == "1")
+                         _frequency(form), form.get("plain_text_only") == "1",
+                         _send_hour(form))
     fresh = await ctx.db(load_view, ctx.sessions, view.id) if saved else None
     if fresh is None:
         raise HTTPException(400, BAD_LINK)
