@@ -162,6 +162,8 @@ def cli_env(settings: Settings) -> dict[str, str]:
         "DIGEST_SEND_HOUR": str(settings.send_hour),
         "DIGEST_WEEKLY_DAY": settings.weekly_day.name.lower(),
         "DIGEST_TIMEZONE": settings.timezone.key,
+        "DIGEST_MAX_ITEMS": str(settings.max_items),
+        "DIGEST_MAX_LOOKBACK_DAYS": str(settings.max_lookback_days),
     }
 
 
