@@ -32,14 +32,13 @@ from sqlalchemy import (
     func,
     insert,
     literal,
-    or_,
     select,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from digest.delivery.schedule import DueGroup, group_condition, manual_group
+from digest.delivery.schedule import DueGroup, due_condition, group_condition, manual_group
 from digest.store.models import Delivery, DeliveryState, Edition, Frequency, Subscriber, utcnow
 
 __all__ = ["due_readers", "ensure_edition", "find_edition", "groups_with_work", "plan",
@@ -51,13 +50,21 @@ E = cast(Table, Edition.__table__)
 _DONE = (DeliveryState.SENT, DeliveryState.FAILED, DeliveryState.SKIPPED)
 
 
-def _pick(groups: Sequence[DueGroup], values: Sequence[int | None],
-          conditions: Sequence[ColumnElement[bool]]) -> ColumnElement[Any]:
-    """Per reader, the value of the group they are in (one CASE; a literal for one group)."""
-    if len(groups) == 1:
+def _pick(groups: Sequence[DueGroup], values: Sequence[int | None]) -> ColumnElement[Any]:
+    """Per due reader, the value of their group: a literal for one group, else a CASE on the
+    reader's frequency and stored timezone (a due reader's group is known by those two: the
+    zones of one frequency's groups do not overlap), cheap string tests, not the groups'
+    whole conditions again."""
+    if len(groups) == 1 or all(v == values[0] for v in values):
         return literal(values[0], Integer)
-    return case(*[(cond, literal(v, Integer)) for cond, v in zip(conditions, values,
-                                                                  strict=True)])
+    by_frequency: dict[Frequency, dict[str, int | None]] = {}
+    for group, value in zip(groups, values, strict=True):
+        by_frequency.setdefault(group.frequency, {}).update(
+            (zone or "", value) for zone in group.zones)
+    zone = func.coalesce(S.c.timezone, "")
+    return case(*[(S.c.frequency == f, case(*[(zone == z, literal(v, Integer))
+                                              for z, v in zones.items()]))
+                  for f, zones in by_frequency.items()])
 
 
 def due_readers(groups: Sequence[DueGroup], default_hour: int,
@@ -68,10 +75,10 @@ def due_readers(groups: Sequence[DueGroup], default_hour: int,
     of it is done already (what a dry run would still send) -- or, with ``planned``, less those
     who have a delivery of it at all (what planning would still add)."""
     conditions = [group_condition(g, default_hour) for g in groups]
-    due = select(S.c.id, _pick(groups, range(len(groups)), conditions).label("slot")).where(
-        or_(*conditions))
+    due = select(S.c.id, _pick(groups, range(len(groups))).label("slot")).where(
+        due_condition(conditions))
     if edition_ids is not None and any(e is not None for e in edition_ids):
-        has = and_(D.c.edition_id == _pick(groups, edition_ids, conditions),
+        has = and_(D.c.edition_id == _pick(groups, edition_ids),
                    D.c.subscriber_id == S.c.id)
         due = due.where(~exists().where(has if planned else and_(has, D.c.state.in_(_DONE))))
     return due
@@ -137,11 +144,17 @@ def plan_groups(conn: Connection, groups: Sequence[DueGroup], edition_ids: Seque
     now = now or utcnow()
     stamp = D.c.created_at.type
     conditions = [group_condition(g, default_hour) for g in groups]
+    edition = _pick(groups, edition_ids)
     readers = select(
-        _pick(groups, edition_ids, conditions), S.c.id, literal(DeliveryState.PENDING.value),
+        edition, S.c.id, literal(DeliveryState.PENDING.value),
         literal(0), literal([], JSON), literal(cutoff, stamp), literal(now, stamp),
         literal(now, stamp),
-    ).where(or_(*conditions))
+    ).where(due_condition(conditions))
+    # Readers planned earlier today are skipped here, not by the conflict clause: an hourly
+    # run would otherwise try (and drop) every row of the day again, which costs as much as
+    # inserting them. ON CONFLICT stays for a planner racing another.
+    readers = readers.where(~exists().where(D.c.edition_id == edition,
+                                            D.c.subscriber_id == S.c.id))
     statement: Insert = _insert(conn).from_select(
         ["edition_id", "subscriber_id", "state", "attempts", "article_ids", "cutoff",
          "created_at", "updated_at"], readers,

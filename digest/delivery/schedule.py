@@ -37,7 +37,7 @@ group into one SQL predicate; the planner ORs them into one ``INSERT ... SELECT`
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -46,8 +46,8 @@ from sqlalchemy import ColumnElement, Connection, Table, and_, false, func, or_,
 from digest.config.settings import Settings, Weekday
 from digest.store.models import Frequency, Subscriber, SubscriberStatus
 
-__all__ = ["ANY_ZONE", "DueGroup", "active_zones", "due_date", "due_groups", "group_condition",
-           "manual_group", "zone_of"]
+__all__ = ["ANY_ZONE", "DueGroup", "active_zones", "due_condition", "due_date", "due_groups",
+           "group_condition", "manual_group", "zone_of"]
 
 S: Table = Subscriber.__table__  # type: ignore[assignment]
 ANY_ZONE: tuple[str | None, ...] = ()  # a manual edition: readers in every timezone
@@ -132,9 +132,9 @@ def due_groups(zones: Iterable[str | None], at: dt.datetime, settings: Settings
 
 
 def group_condition(group: DueGroup, default_hour: int) -> ColumnElement[bool]:
-    """The SQL predicate on ``subscribers`` of the readers in ``group`` who are due."""
-    parts: list[ColumnElement[bool]] = [S.c.status == SubscriberStatus.ACTIVE,
-                                        S.c.frequency == group.frequency]
+    """The SQL predicate on ``subscribers`` of the readers in ``group`` who are due, but for
+    being active: ``due_condition`` puts that once around all the groups."""
+    parts: list[ColumnElement[bool]] = [S.c.frequency == group.frequency]
     if group.zones != ANY_ZONE:
         named = [z for z in group.zones if z is not None]
         zone = S.c.timezone.in_(named) if named else false()
@@ -144,3 +144,10 @@ def group_condition(group: DueGroup, default_hour: int) -> ColumnElement[bool]:
     if group.active_before is not None:
         parts.append(or_(S.c.confirmed_at.is_(None), S.c.confirmed_at < group.active_before))
     return and_(true(), *parts)
+
+
+def due_condition(conditions: Sequence[ColumnElement[bool]]) -> ColumnElement[bool]:
+    """Active, and in one of the groups. The status test stays outside the OR on purpose: in
+    each branch it let SQLite answer the OR with one index scan per group (40 scans of half
+    the readers for 40 groups); outside, it is one scan that tests each row once."""
+    return and_(S.c.status == SubscriberStatus.ACTIVE, or_(*conditions))

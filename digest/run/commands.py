@@ -42,7 +42,8 @@ from digest.run.report import RunReport
 from digest.run.sender import Progress, Sender
 from digest.store.models import Frequency, utcnow
 
-__all__ = ["RunReport", "SendOptions", "check_ready", "join_send", "run_all", "send_digest"]
+__all__ = ["RunReport", "SendOptions", "check_ready", "join_send", "plan_editions", "run_all",
+           "send_digest"]
 
 TODAY = SendOptions()  # the default: today's daily edition for every daily reader
 
@@ -57,7 +58,8 @@ def check_ready(settings: Settings) -> None:
             'Pitești 110000, România"')
 
 
-def _plan(engine: Engine, settings: Settings, options: SendOptions, report: RunReport) -> None:
+def plan_editions(engine: Engine, settings: Settings, options: SendOptions,
+                  report: RunReport) -> None:
     """Create the editions someone is due for (fixing each one's archive selection) and their
     deliveries: one query finds which groups have work, one INSERT ... SELECT plans them."""
     at = options.clock
@@ -125,7 +127,7 @@ def _send_locked(engine: Engine, settings: Settings, options: SendOptions, repor
         # Rows left `sending` by senders that are gone (all of them on SQLite; on PostgreSQL
         # not those of a live `--join` process): see reclaim_orphans.
         report.reclaimed = reclaim_orphans(conn)
-    _plan(engine, settings, options, report)
+    plan_editions(engine, settings, options, report)
     _stream(engine, settings, options, report, progress)
 
 
