@@ -86,8 +86,8 @@ def due_readers(groups: Sequence[DueGroup], default_hour: int,
 
 def groups_with_work(conn: Connection, groups: Sequence[DueGroup], default_hour: int,
                      edition_ids: Sequence[int | None]) -> list[int]:
-    """Which groups have a reader due and not planned yet (one query): only their editions
-    are created, so that an hour with nobody due leaves no empty edition behind."""
+    """Which groups have a reader due and not planned yet (one query), so that only editions
+    someone is due for are created."""
     due = due_readers(groups, default_hour, edition_ids, planned=True).subquery()
     return sorted(conn.scalars(select(due.c.slot).distinct()))
 

@@ -61,14 +61,19 @@ def check_ready(settings: Settings) -> None:
 def plan_editions(engine: Engine, settings: Settings, options: SendOptions,
                   report: RunReport) -> None:
     """Create the editions someone is due for (fixing each one's archive selection) and their
-    deliveries: one query finds which groups have work, one INSERT ... SELECT plans them."""
+    deliveries: one INSERT ... SELECT plans them all. An edition is created only when someone
+    is due for it (one query over the groups still without one: most hours, none), so an hour
+    with nobody due leaves no empty edition behind."""
     at = options.clock
     with engine.begin() as conn:
         groups = groups_for(conn, settings, options)
         found = {key: find_edition(conn, *key)
                  for key in dict.fromkeys((g.frequency, g.date) for g in groups)}
-        busy = [groups[i] for i in groups_with_work(
-            conn, groups, settings.send_hour, [found[g.frequency, g.date] for g in groups])]
+        busy = [g for g in groups if found[g.frequency, g.date] is not None]
+        new = [g for g in groups if found[g.frequency, g.date] is None]
+        if new:
+            busy += [new[i] for i in groups_with_work(conn, new, settings.send_hour,
+                                                      [None] * len(new))]
         editions: dict[tuple[Frequency, dt.date], int] = {}
         for key in dict.fromkeys((g.frequency, g.date) for g in busy):
             editions[key] = found[key] or _new_edition(conn, settings, key, at)

@@ -39,8 +39,9 @@ class RunReport:
     feeds_failed: int = 0  # `digest run` only
     articles_new: int = 0  # `digest run` only
     error: DigestError | None = None
-    # Every edition this run planned for: {"id", "frequency", "date"} (a scheduled run may
-    # serve several local dates at once; edition_id/edition_date: the one, or the latest).
+    # Every edition this run served (planned for, or checked for newly due readers): {"id",
+    # "frequency", "date"} (a scheduled run may serve several local dates at once;
+    # edition_id/edition_date: the one, or the latest).
     editions: list[dict[str, Any]] = field(default_factory=list)
 
     def set_editions(self, editions: list[tuple[int | None, str, str]]) -> None:
