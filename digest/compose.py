@@ -4,8 +4,9 @@ No database, no clock, no network: the pipeline hands in plain views and the edi
 so the rules below are unit-tested with plain objects and a rerun composes the same digest.
 
 The rules:
-- an edition (frequency + date) has a fixed ``cutoff``: the moment it was planned, capped at the
-  end of its date in the site's timezone; articles published after it wait for the next edition;
+- an edition (frequency + date) as a delivery sees it has a fixed ``cutoff``: the moment that
+  delivery was planned (an hourly run's instant; a manual edition's: capped at the end of its
+  date in the site's timezone); articles published after it wait for the next edition;
 - a reader's window opens at their last digest's cutoff (``last_digest_at``), or, for a reader who
   never got one, one edition period (24 h daily, 7 days weekly) before the cutoff; a window never
   reaches back more than ``max_lookback`` (a reader back from a long break gets recent news, not a

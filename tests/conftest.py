@@ -4,6 +4,7 @@ that captures every message it receives."""
 
 from __future__ import annotations
 
+import datetime as dt
 import email
 import email.policy
 import os
@@ -14,13 +15,14 @@ from dataclasses import dataclass, field, replace
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.config.settings import Settings, SmtpSecurity
+from digest.config.settings import Settings, SmtpSecurity, Weekday
 from digest.store.engine import make_engine, make_sessionmaker, upgrade
 
 # Real servers under a temp folder (Postfix, Dovecot, SpamAssassin), skipped when absent.
@@ -55,7 +57,13 @@ def database_url(tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
+    # A plain `digest send` follows the schedule: with hour 0 every daily reader is due at any
+    # time of today, and with tomorrow as the weekly day no weekly reader is (tests of the
+    # schedule itself set their own hours and days, with --at).
+    tomorrow = (dt.datetime.now(ZoneInfo("Europe/Bucharest")).weekday() + 1) % 7
     return Settings(
+        send_hour=0,
+        weekly_day=Weekday(tomorrow),
         database_url=database_url,
         site_name="Știri de Argeș",
         site_url="https://stiri.example.ro",
@@ -158,6 +166,11 @@ def cli_env(settings: Settings) -> dict[str, str]:
         "DIGEST_SMTP_TIMEOUT": str(settings.smtp_timeout),
         "DIGEST_LOCK_DIR": str(settings.lock_dir or ""),
         "DIGEST_LOCALE": settings.locale,
+        "DIGEST_SEND_HOUR": str(settings.send_hour),
+        "DIGEST_WEEKLY_DAY": settings.weekly_day.name.lower(),
+        "DIGEST_TIMEZONE": settings.timezone.key,
+        "DIGEST_MAX_ITEMS": str(settings.max_items),
+        "DIGEST_MAX_LOOKBACK_DAYS": str(settings.max_lookback_days),
     }
 
 

@@ -60,7 +60,7 @@ def test_send_prints_a_summary_or_json_and_exits_0(invoke, smtp_settings: Settin
         "planned": 4, "sent": 3, "deferred": 0, "failed": 0, "skipped": 1}
     assert report["duration_s"] >= 0 and "messages_per_s" in report
     code, out, _ = invoke(smtp_settings, "send")
-    assert code == 0 and out.strip().splitlines()[-1].startswith("daily ")
+    assert code == 0 and out.strip().splitlines()[-1].startswith("schedule")
     assert "planned 0, sent 0" in out
     code, out, _ = invoke(smtp_settings, "status", "--format", "json")
     [edition] = json.loads(out)["editions"]

@@ -117,7 +117,7 @@ def test_claims_come_one_batch_ahead_and_the_unused_one_is_handed_back(
     async def first() -> int:
         batch = await feeder.next()
         assert batch is not None and len(batch.readers) == 10
-        assert set(batch.editions) == {edition_id}
+        assert set(batch.editions) == {(edition_id, None)}  # (edition, cutoff)
         return len(batch.claims)
 
     assert asyncio.run(first()) == 10

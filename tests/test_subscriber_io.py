@@ -124,3 +124,28 @@ def test_header_without_email_and_non_utf8_are_clear_errors(run, tmp_path: Path)
     latin.write_bytes("email,nume de familie\n".encode("cp1250").replace(b"e", b"\xe9"))
     code, _, err = run("subscribers", "import", str(latin))
     assert code == 2 and "header (line 1)" in err and "CSV UTF-8" in err
+
+
+def test_send_hour_on_add_import_and_export(run, tmp_path: Path,
+                                            sessions: sessionmaker[Session]) -> None:
+    assert run("subscribers", "add", "kenji@example.jp", "--timezone", "Asia/Tokyo",
+               "--send-hour", "6")[0] == 0
+    code, _, err = run("subscribers", "add", "x@example.jp", "--send-hour", "24")
+    assert code == 2 and "0 to 23" in err
+    source = write(tmp_path / "hours.csv", "email,timezone,send_hour\n"
+                   "ana@exemplu.ro,Europe/Bucharest,18\n"
+                   "bob@example.com,America/New_York,\n"
+                   "rau@exemplu.ro,,25\n"
+                   "kenji@example.jp,Asia/Tokyo,7\n")
+    code, out, err = run("subscribers", "import", str(source))
+    assert "line 4" in err and "25" in err
+    assert out.strip() == "imported 2, updated 1, unchanged 0, invalid 1, duplicate 0, suppressed 0"
+    with sessions() as session:
+        hours = {e: subs.get_subscriber(session, e).send_hour
+                 for e in ("ana@exemplu.ro", "bob@example.com", "kenji@example.jp")}
+    assert hours == {"ana@exemplu.ro": 18, "bob@example.com": None, "kenji@example.jp": 7}
+    _, exported, _ = run("subscribers", "export")
+    rows = {r["email"]: r["send_hour"] for r in csv.DictReader(io.StringIO(exported))}
+    assert rows == {"kenji@example.jp": "7", "ana@exemplu.ro": "18", "bob@example.com": ""}
+    (tmp_path / "again.csv").write_text(exported, encoding="utf-8")
+    assert "unchanged 3" in run("subscribers", "import", str(tmp_path / "again.csv"))[1]

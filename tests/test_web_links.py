@@ -181,6 +181,23 @@ def test_preferences_save(server: LiveServer) -> None:
     assert httpx.post(url, data={"frequency": "hourly"}).status_code == 400
 
 
+def test_preferences_set_the_hour_the_digest_arrives(server: LiveServer) -> None:
+    sid = add_reader(server.sessions)
+    url = link(server, Purpose.PREFERENCES, sid)
+    page = httpx.get(url).text
+    assert '<select id="send_hour" name="send_hour">' in page
+    assert '<option value="" selected>' in page and '<option value="18">18:00</option>' in page
+    saved = httpx.post(url, data={"frequency": "daily", "send_hour": "18"})
+    assert saved.status_code == 200 and '<option value="18" selected>' in saved.text
+    sub = subscriber(server, sid)
+    assert sub is not None and sub.send_hour == 18
+    assert kinds(server, sid)[-1] == (ConsentKind.PREFERENCES, "web")
+    httpx.post(url, data={"frequency": "daily", "send_hour": ""})  # back to the usual time
+    sub = subscriber(server, sid)
+    assert sub is not None and sub.send_hour is None
+    assert httpx.post(url, data={"frequency": "daily", "send_hour": "25"}).status_code == 400
+
+
 def test_download_my_data_and_delete_me(server: LiveServer) -> None:
     sid = add_reader(server.sessions, name="Ana Pop")
     url = link(server, Purpose.PREFERENCES, sid)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from zoneinfo import ZoneInfo
 
 import click
 
@@ -29,10 +30,16 @@ _FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), d
 
 def _send_options(f: Callable[..., None]) -> Callable[..., None]:
     for option in reversed([
+        click.option("--at", "at", default=None, metavar="ISO8601",
+                     help="Run as if the clock read this instant, e.g. 2026-12-07T05:00:00Z "
+                          "(no offset: DIGEST_TIMEZONE): who is due, the edition dates, and "
+                          "which articles exist."),
         click.option("--date", type=click.DateTime(["%Y-%m-%d"]), default=None,
-                     help="Edition date (default: today in DIGEST_TIMEZONE)."),
+                     help="A manual edition of this date for every reader of --frequency, "
+                          "whatever their hour (default: the schedule)."),
         click.option("--frequency", type=click.Choice([f.value for f in Frequency]),
-                     default="daily", show_default=True),
+                     default=None, help="A manual edition of this frequency, dated --date or "
+                                        "today in DIGEST_TIMEZONE (default: the schedule)."),
         click.option("--dry-run", is_flag=True,
                      help="Compose and render every message; send and record nothing."),
         click.option("--retry-deferred", is_flag=True,
@@ -43,10 +50,25 @@ def _send_options(f: Callable[..., None]) -> Callable[..., None]:
     return f
 
 
-def _options(date: dt.datetime | None, frequency: str, dry_run: bool,
-             retry_deferred: bool) -> SendOptions:
-    return SendOptions(date=date.date() if date else None, frequency=Frequency(frequency),
-                       dry_run=dry_run, retry_deferred=retry_deferred)
+def _options(app: App, at: str | None, date: dt.datetime | None, frequency: str | None,
+             dry_run: bool, retry_deferred: bool) -> SendOptions:
+    """No --date and no --frequency: the schedule (every reader due now); else a manual
+    edition, as before the schedule existed."""
+    return SendOptions(date=date.date() if date else None,
+                       frequency=Frequency(frequency or Frequency.DAILY),
+                       dry_run=dry_run, retry_deferred=retry_deferred,
+                       schedule=date is None and frequency is None,
+                       at=_instant(at, app.settings.timezone) if at else None)
+
+
+def _instant(raw: str, tz: ZoneInfo) -> dt.datetime:
+    try:
+        when = dt.datetime.fromisoformat(raw.strip())
+    except ValueError:
+        raise InvalidInput(f"--at {raw!r} is not an ISO 8601 instant.",
+                           "write it like 2026-12-07T05:00:00Z or "
+                           "2026-12-07T07:00:00+02:00") from None
+    return (when if when.tzinfo else when.replace(tzinfo=tz)).astimezone(dt.UTC)
 
 
 @contextmanager
@@ -85,9 +107,11 @@ def _finish(report: RunReport, fmt: str) -> None:
                    "Plans nothing and takes no lock; sends due deliveries of existing "
                    "editions (several machines can share one big edition).")
 @pass_app
-def send(app: App, date: dt.datetime | None, frequency: str, dry_run: bool,
-         retry_deferred: bool, fmt: str, join: bool) -> None:
-    """Plan today's edition and send it to every due reader.
+def send(app: App, at: str | None, date: dt.datetime | None, frequency: str | None,
+         dry_run: bool, retry_deferred: bool, fmt: str, join: bool) -> None:
+    """Plan and send every reader who is due now, each at their own hour and in their own
+    timezone (DIGEST_SEND_HOUR, DIGEST_WEEKLY_DAY); or, with --date/--frequency, a manual
+    edition to every reader of that frequency whatever their hour.
 
     Running it again sends only what is still due: new readers, deferred deliveries whose retry
     time has come, and deliveries a crashed run left behind.
@@ -102,31 +126,32 @@ def send(app: App, date: dt.datetime | None, frequency: str, dry_run: bool,
     Examples:
       digest send
       digest send --dry-run
+      digest send --at 2026-12-07T05:00:00Z
       digest send --frequency weekly --date 2026-11-30 --format json
       digest send --retry-deferred
       digest send --join        # on a second machine, same DIGEST_DATABASE_URL
     """
     app.sessions  # noqa: B018 -- refuses early, with a hint, on an uninitialised database
     if join:
-        _check_join(date, dry_run)
+        _check_join(at, date, frequency, dry_run)
     with _bar() as bar:
         if join:
             report = join_send(app.engine, app.settings,
-                               _options(None, frequency, False, retry_deferred), progress=bar)
+                               _options(app, None, None, None, False, retry_deferred),
+                               progress=bar)
         else:
             report = send_digest(app.engine, app.settings,
-                                 _options(date, frequency, dry_run, retry_deferred),
+                                 _options(app, at, date, frequency, dry_run, retry_deferred),
                                  progress=bar)
     _finish(report, fmt)
 
 
-def _check_join(date: dt.datetime | None, dry_run: bool) -> None:
+def _check_join(at: str | None, date: dt.datetime | None, frequency: str | None,
+                dry_run: bool) -> None:
     """A joiner sends whatever is due, of any edition: it has no date, and sends for real."""
-    ctx = click.get_current_context()
-    explicit = ctx.get_parameter_source("frequency") is not click.core.ParameterSource.DEFAULT
-    if date is not None or explicit or dry_run:
+    if at is not None or date is not None or frequency is not None or dry_run:
         raise InvalidInput(
-            "--join cannot be combined with --date, --frequency or --dry-run.",
+            "--join cannot be combined with --at, --date, --frequency or --dry-run.",
             "a joiner sends the due deliveries of editions the planner created; give those "
             "options to the planning `digest send` instead")
 
@@ -134,19 +159,22 @@ def _check_join(date: dt.datetime | None, dry_run: bool) -> None:
 @click.command()
 @_send_options
 @pass_app
-def run(app: App, date: dt.datetime | None, frequency: str, dry_run: bool,
-        retry_deferred: bool, fmt: str) -> None:
-    """Fetch every feed, then send: the cron entry point.
+def run(app: App, at: str | None, date: dt.datetime | None, frequency: str | None,
+        dry_run: bool, retry_deferred: bool, fmt: str) -> None:
+    """Fetch every feed, then send every reader who is due now: the cron entry point. Run it
+    every hour; each reader gets their digest at their own local hour, once a day (or week).
 
     A failed feed is named with its reason (FAIL lines on stderr) and does not stop the send.
 
     \b
-    Example (crontab, every day at 06:30):
-      30 6 * * *  cd /srv/digest && digest run
+    Examples (crontab, every hour; a catch-up by hand):
+      0 * * * *  cd /srv/digest && digest run
+      digest run --at 2026-12-07T05:00:00Z
     """
     with _bar() as bar:
         report = run_all(app.engine, app.settings, app.sessions,
-                         _options(date, frequency, dry_run, retry_deferred), progress=bar)
+                         _options(app, at, date, frequency, dry_run, retry_deferred),
+                         progress=bar)
     _finish(report, fmt)
 
 

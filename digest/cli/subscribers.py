@@ -17,8 +17,8 @@ from digest.topics import parse_topics
 
 __all__ = ["group"]
 
-LIST_COLUMNS = ["email", "name", "status", "topics", "frequency", "timezone", "locale",
-                "created_at"]
+LIST_COLUMNS = ["email", "name", "status", "topics", "frequency", "timezone", "send_hour",
+                "locale", "created_at"]
 
 
 @click.group("subscribers")
@@ -40,23 +40,28 @@ def group() -> None:
 @click.option("--frequency", type=click.Choice([f.value for f in Frequency]), default="daily",
               show_default=True)
 @click.option("--timezone", help="IANA time zone, e.g. Europe/Bucharest.")
+@click.option("--send-hour", help="Local hour (0-23) the digest goes out in the reader's "
+                                  "timezone (default: DIGEST_SEND_HOUR).")
 @click.option("--locale", help="Language tag, e.g. ro or en-GB.")
 @click.option("--pending", is_flag=True, help="Add as pending (awaiting confirmation).")
 @pass_app
 def add(app: App, email: str, name: str | None, topics: str, frequency: str,
-        timezone: str | None, locale: str | None, pending: bool) -> None:
+        timezone: str | None, send_hour: str | None, locale: str | None,
+        pending: bool) -> None:
     """Add one subscriber (active unless --pending).
 
     \b
-    Example:
+    Examples:
       digest subscribers add ion@bücher.de --name "Ion Popescu" --frequency weekly
+      digest subscribers add kenji@example.jp --timezone Asia/Tokyo --send-hour 6
     """
     status = SubscriberStatus.PENDING if pending else SubscriberStatus.ACTIVE
     with app.sessions.begin() as session:
         sub = subs.add_subscriber(session, email, name=name, topics=parse_topics(topics),
                                   frequency=Frequency(frequency), timezone=timezone,
                                   locale=locale, status=status, origin=subs.Origin("cli"),
-                                  allow_reserved=app.settings.allow_reserved_domains)
+                                  allow_reserved=app.settings.allow_reserved_domains,
+                                  send_hour=send_hour)
         click.echo(f"Added {sub.email} ({sub.status.value}).")
 
 
@@ -155,9 +160,9 @@ def delete(app: App, email: str, yes: bool) -> None:
 def import_(app: App, file: Path, status: str, fmt: str) -> None:
     """Import subscribers from a CSV file with a header row (column `email` required).
 
-    Optional columns: name, topics, frequency, timezone, locale, status. Comma or semicolon
-    separated, UTF-8 with or without BOM. Bad rows are reported and skipped; the rest are kept.
-    Rerunning the same file changes nothing.
+    Optional columns: name, topics, frequency, timezone, send_hour, locale, status. Comma or
+    semicolon separated, UTF-8 with or without BOM. Bad rows are reported and skipped; the rest
+    are kept. Rerunning the same file changes nothing.
 
     \b
     Example:

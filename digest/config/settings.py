@@ -23,8 +23,9 @@ from dotenv import dotenv_values
 from digest.config import values
 from digest.config.errors import ConfigError
 from digest.config.locales import available_locales
+from digest.config.values import Weekday
 
-__all__ = ["Settings", "SmtpSecurity", "load_settings"]
+__all__ = ["Settings", "SmtpSecurity", "Weekday", "load_settings"]
 
 T = TypeVar("T")
 
@@ -84,6 +85,9 @@ class Settings:
     list_id: str | None = None
     # The publication's language (issue 11): a reader's own locale wins when we have it.
     locale: str = "en"
+    # The schedule (delivery.schedule): local hour and the weekly digest's day.
+    send_hour: int = 7
+    weekly_day: Weekday = Weekday.MONDAY
 
     @property
     def privacy_url(self) -> str:
@@ -250,6 +254,11 @@ def load_settings(
         locale=r.convert(
             "DIGEST_LOCALE", "en", values.locale, "no catalog for this language",
             f"use one of {', '.join(available_locales())}, or add a catalog (see the README)"),
+        send_hour=r.convert("DIGEST_SEND_HOUR", 7, values.hour, "expected an hour from 0 to 23",
+                            "set DIGEST_SEND_HOUR=7 for 07:00 in each reader's timezone"),
+        weekly_day=r.convert("DIGEST_WEEKLY_DAY", Weekday.MONDAY, Weekday.parse,
+                             "expected a day of the week", "set DIGEST_WEEKLY_DAY=monday "
+                             "(or tuesday ... sunday)"),
     )
     _check_combinations(settings)
     return settings

@@ -4,11 +4,12 @@
 
 from __future__ import annotations
 
+import enum
 import re
 
 from digest.config.locales import language_of
 
-__all__ = ["boolean", "ehlo_name", "list_label", "locale"]
+__all__ = ["Weekday", "boolean", "ehlo_name", "hour", "list_label", "locale"]
 
 
 def boolean(raw: str) -> bool:
@@ -44,3 +45,32 @@ def ehlo_name(raw: str) -> str | None:
     if not re.fullmatch(r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?", name):
         raise ValueError(name)
     return name
+
+
+class Weekday(enum.IntEnum):
+    """A day of the week, numbered like ``date.weekday()`` (Monday 0)."""
+
+    MONDAY = 0
+    TUESDAY = 1
+    WEDNESDAY = 2
+    THURSDAY = 3
+    FRIDAY = 4
+    SATURDAY = 5
+    SUNDAY = 6
+
+    @classmethod
+    def parse(cls, raw: str) -> Weekday:
+        """``monday``, ``Mon`` ... (any case); raises ``KeyError`` otherwise."""
+        name = raw.strip().upper()
+        for day in cls:
+            if len(name) >= 3 and day.name.startswith(name):
+                return day
+        raise KeyError(raw)
+
+
+def hour(raw: str) -> int:
+    """An hour of the day, 0 to 23."""
+    value = int(raw)
+    if not 0 <= value <= 23:
+        raise ValueError(raw)
+    return value

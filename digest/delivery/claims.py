@@ -34,6 +34,12 @@ class Claim:
     edition_id: int
     subscriber_id: int
     attempts: int
+    cutoff: dt.datetime | None = None  # the delivery's own cutoff; None: the edition's
+
+    @property
+    def edition_key(self) -> tuple[int, dt.datetime | None]:
+        """What composing depends on besides the reader: the edition and the cutoff."""
+        return self.edition_id, self.cutoff
 
 
 def _retry(now: dt.datetime, stale_before: dt.datetime,
@@ -58,7 +64,8 @@ def _take(conn: Connection, worker: str, n: int, where: Any, now: dt.datetime) -
     statement = (update(D).where(D.c.id.in_(chosen.scalar_subquery()))
                  .values(state=DeliveryState.SENDING, claimed_at=now, claimed_by=worker,
                          updated_at=now)
-                 .returning(D.c.id, D.c.edition_id, D.c.subscriber_id, D.c.attempts))
+                 .returning(D.c.id, D.c.edition_id, D.c.subscriber_id, D.c.attempts,
+                            D.c.cutoff))
     return [Claim(*row) for row in conn.execute(statement)]
 
 

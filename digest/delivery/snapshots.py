@@ -64,11 +64,13 @@ def load_candidates(conn: Connection, edition: EditionView,
         return candidate_articles(session, edition, lookback)
 
 
-def edition_view_for(conn: Connection, edition_id: int, tz: ZoneInfo) -> EditionView:
+def edition_view_for(conn: Connection, edition_id: int, tz: ZoneInfo,
+                     cutoff: dt.datetime | None = None) -> EditionView:
+    """The edition with ``cutoff`` (a scheduled delivery's own), or its own cutoff."""
     row = conn.execute(select(E.c.frequency, E.c.date, E.c.created_at)
                        .where(E.c.id == edition_id)).one()
     return EditionView(edition_id, Frequency(row.frequency), row.date,
-                       edition_cutoff(row.date, tz, row.created_at))
+                       cutoff or edition_cutoff(row.date, tz, row.created_at))
 
 
 def readers_for(conn: Connection, subscriber_ids: Sequence[int], since: dt.datetime,

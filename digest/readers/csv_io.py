@@ -36,6 +36,7 @@ from digest.readers.lifecycle import (
     as_dict,
     clean_topics,
     parse_frequency,
+    parse_send_hour,
     parse_status,
     parse_timezone,
     suppression_key,
@@ -52,9 +53,8 @@ from digest.store.models import (
 __all__ = ["EXPORT_COLUMNS", "ImportReport", "Problem", "export_subscribers", "import_subscribers"]
 
 CHUNK = 1000
-EXPORT_COLUMNS = ["email", "name", "status", "topics", "frequency", "timezone", "locale",
-                  "created_at"]
-_FIELDS = ("name", "topics", "frequency", "timezone", "locale")
+EXPORT_COLUMNS = ["email", "name", "status", "topics", "frequency", "timezone", "send_hour",
+                  "locale", "created_at"]
 
 
 @dataclass
@@ -100,6 +100,8 @@ def _parse_row(line: int, raw: dict[str, str | None], default_status: Subscriber
         values["frequency"] = parse_frequency(cell("frequency"))
     if "timezone" in raw:
         values["timezone"] = parse_timezone(cell("timezone"))
+    if "send_hour" in raw:
+        values["send_hour"] = parse_send_hour(cell("send_hour"))
     if "locale" in raw:
         values["locale"] = cell("locale")
     status = cell("status")
@@ -175,6 +177,7 @@ def _apply_chunk(session: Session, chunk: list[_Row], key: bytes, source: str,
                 "topics": row.values.get("topics", []),
                 "frequency": row.values.get("frequency", parse_frequency(None)),
                 "timezone": row.values.get("timezone"), "locale": row.values.get("locale"),
+                "send_hour": row.values.get("send_hour"),
                 "status": row.status, "plain_text_only": False, "created_at": now,
                 "updated_at": now,
                 "confirmed_at": now if row.status is SubscriberStatus.ACTIVE else None,

@@ -12,7 +12,7 @@ import datetime as dt
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
@@ -43,7 +43,6 @@ __all__ = [
     "find_subscriber",
     "get_subscriber",
     "is_suppressed",
-
     "personal_data",
     "record_event",
     "suppress",
@@ -90,6 +89,20 @@ def parse_timezone(raw: str | None) -> str | None:
     except (ZoneInfoNotFoundError, ValueError):
         raise InvalidInput(f"unknown timezone {raw!r}",
                            "use an IANA name such as Europe/Bucharest") from None
+
+
+def parse_send_hour(raw: str | int | None) -> int | None:
+    """A local hour 0-23, or None (the reader follows DIGEST_SEND_HOUR)."""
+    if raw is None or str(raw).strip() == "":
+        return None
+    try:
+        hour = int(str(raw).strip().removesuffix(":00"))
+    except ValueError:
+        hour = -1
+    if not 0 <= hour <= 23:
+        raise InvalidInput(f"send hour {raw!r} is not an hour from 0 to 23",
+                           "give the local hour the digest should go out, e.g. 7 or 18")
+    return hour
 
 
 def parse_status(raw: str | SubscriberStatus) -> SubscriberStatus:
@@ -154,6 +167,7 @@ def add_subscriber(
     timezone: str | None = None, locale: str | None = None,
     status: SubscriberStatus = SubscriberStatus.ACTIVE, origin: Origin = Origin(),
     kind: ConsentKind = ConsentKind.SUBSCRIBE, allow_reserved: bool = False,
+    send_hour: int | str | None = None,
 ) -> Subscriber:
     """Create a subscriber (``Suppressed`` if erased before; ``InvalidInput`` if it exists or
     the address breaks the one address rule, ``accept_address``: ``allow_reserved`` is
@@ -169,7 +183,7 @@ def add_subscriber(
     subscriber = Subscriber(
         email=address, name=clean_text(name), status=status,
         topics=clean_topics(topics), frequency=frequency, timezone=parse_timezone(timezone),
-        locale=clean_text(locale),
+        send_hour=parse_send_hour(send_hour), locale=clean_text(locale),
         plain_text_only=False, created_at=now, updated_at=now,
         confirmed_at=now if status is SubscriberStatus.ACTIVE else None,
     )
@@ -202,8 +216,13 @@ def unsubscribe(session: Session, subscriber: Subscriber, origin: Origin) -> boo
 
 def update_preferences(session: Session, subscriber: Subscriber, origin: Origin, *,
                        topics: Sequence[str] | None = None, frequency: Frequency | None = None,
-                       plain_text_only: bool | None = None, locale: str | None = None) -> None:
+                       plain_text_only: bool | None = None, locale: str | None = None,
+                       send_hour: int | Literal["keep"] | None = "keep") -> None:
+    """Change what is given; ``send_hour=None`` means "back to DIGEST_SEND_HOUR"."""
     changes: list[str] = []
+    if send_hour != "keep" and send_hour != subscriber.send_hour:
+        subscriber.send_hour = parse_send_hour(send_hour)
+        changes.append(f"send_hour={'default' if send_hour is None else send_hour}")
     if topics is not None and clean_topics(topics) != subscriber.topics:
         subscriber.topics = clean_topics(topics)
         changes.append(f"topics={','.join(subscriber.topics) or '(all)'}")
@@ -253,8 +272,8 @@ def as_dict(subscriber: Subscriber) -> dict[str, Any]:
     return {
         "email": subscriber.email, "name": subscriber.name, "status": subscriber.status.value,
         "topics": list(subscriber.topics), "frequency": subscriber.frequency.value,
-        "timezone": subscriber.timezone, "locale": subscriber.locale,
-        "plain_text_only": subscriber.plain_text_only,
+        "timezone": subscriber.timezone, "send_hour": subscriber.send_hour,
+        "locale": subscriber.locale, "plain_text_only": subscriber.plain_text_only,
         "created_at": subscriber.created_at.isoformat(),
         "confirmed_at": subscriber.confirmed_at.isoformat() if subscriber.confirmed_at else None,
         "unsubscribed_at": (subscriber.unsubscribed_at.isoformat()

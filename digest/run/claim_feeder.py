@@ -28,10 +28,11 @@ from digest.delivery.snapshots import (
 )
 from digest.run.db_thread import DbThread
 
-__all__ = ["ClaimFeeder", "ClaimedBatch"]
+__all__ = ["ClaimFeeder", "ClaimedBatch", "EditionKey"]
 
 
 Edition = tuple[EditionView, list[ArticleView]]
+EditionKey = tuple[int, dt.datetime | None]  # Claim.edition_key
 
 
 @dataclass
@@ -41,7 +42,7 @@ class ClaimedBatch:
     claims: list[Claim]
     readers: dict[int, ReaderView]
     inactive: set[int]
-    editions: dict[int, Edition] = field(default_factory=dict)
+    editions: dict[EditionKey, Edition] = field(default_factory=dict)
 
 
 class ClaimFeeder:
@@ -59,7 +60,7 @@ class ClaimFeeder:
         self._next: cf.Future[ClaimedBatch | None] | None = None
         self._handing: ClaimedBatch | None = None
         self._cursor = 0  # the highest id claimed: pending rows below are all taken
-        self._editions: dict[int, Edition] = {}  # on the claims thread only
+        self._editions: dict[EditionKey, Edition] = {}  # on the claims thread only
 
     def _claim(self, conn: Connection) -> ClaimedBatch | None:
         """On the claims thread: the claim, then the batch's readers, in one transaction."""
@@ -70,17 +71,20 @@ class ClaimFeeder:
         if not claims:
             return None
         self._cursor = max(self._cursor, claims[-1].delivery_id)
-        editions = {c.edition_id: self._edition(conn, c.edition_id) for c in claims}
+        editions = {c.edition_key: self._edition(conn, *c.edition_key) for c in claims}
         since = min(view.cutoff for view, _ in editions.values()) - self.lookback
         readers, inactive = readers_for(conn, [c.subscriber_id for c in claims], since)
         return ClaimedBatch(claims, readers, inactive, editions)
 
-    def _edition(self, conn: Connection, edition_id: int) -> Edition:
-        found = self._editions.get(edition_id)
+    def _edition(self, conn: Connection, edition_id: int, cutoff: dt.datetime | None
+                 ) -> Edition:
+        """The edition as these deliveries see it: with their own cutoff (an hourly run's
+        instant), or the edition's; its candidate articles loaded once per run."""
+        found = self._editions.get((edition_id, cutoff))
         if found is None:
-            view = edition_view_for(conn, edition_id, self.settings.timezone)
-            found = self._editions[edition_id] = (view, load_candidates(conn, view,
-                                                                        self.lookback))
+            view = edition_view_for(conn, edition_id, self.settings.timezone, cutoff)
+            found = self._editions[edition_id, cutoff] = (view, load_candidates(conn, view,
+                                                                                self.lookback))
         return found
 
     def _ahead(self) -> None:

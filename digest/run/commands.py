@@ -17,19 +17,24 @@ import asyncio
 import datetime as dt
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.articles.fetch import fetch_all
-from digest.compose import edition_selection
+from digest.compose import edition_cutoff, edition_selection
 from digest.config.errors import ConfigError, DigestError
 from digest.config.settings import Settings
 from digest.delivery.claims import due_count, reclaim_orphans
-from digest.delivery.plan import ensure_edition, plan, set_edition_articles
+from digest.delivery.plan import (
+    ensure_edition,
+    find_edition,
+    groups_with_work,
+    plan_groups,
+    set_edition_articles,
+)
 from digest.delivery.presence import Presence
 from digest.delivery.run_lock import RunLock, lock_path
 from digest.delivery.snapshots import edition_view_for, load_candidates
@@ -37,20 +42,16 @@ from digest.delivery.status import unfinished
 from digest.render.samples import preflight
 from digest.run.dry_run import dry_run
 from digest.run.journal import Journal, journal_folder, reconcile
+from digest.run.options import SendOptions, groups_for
 from digest.run.report import RunReport
 from digest.run.sender import Progress, Sender
 from digest.store.faults import database_fault
 from digest.store.models import Frequency, utcnow
 
-__all__ = ["RunReport", "SendOptions", "check_ready", "join_send", "run_all",
+__all__ = ["RunReport", "SendOptions", "check_ready", "join_send", "plan_editions", "run_all",
            "send_digest"]
 
-@dataclass(frozen=True)
-class SendOptions:
-    date: dt.date | None = None  # default: today in DIGEST_TIMEZONE
-    frequency: Frequency = Frequency.DAILY
-    dry_run: bool = False
-    retry_deferred: bool = False
+TODAY = SendOptions()  # the default: today's daily edition for every daily reader
 
 
 def check_ready(settings: Settings) -> None:
@@ -66,36 +67,64 @@ def check_ready(settings: Settings) -> None:
     preflight(settings)
 
 
-def edition_date(settings: Settings, options: SendOptions) -> dt.date:
-    return options.date or dt.datetime.now(settings.timezone).date()
-
-
-def _plan(engine: Engine, settings: Settings, options: SendOptions, report: RunReport) -> None:
-    """Create the edition (fixing its archive selection) and its delivery rows."""
-    day = edition_date(settings, options)
+def plan_editions(engine: Engine, settings: Settings, options: SendOptions,
+                  report: RunReport) -> None:
+    """Create the editions someone is due for (fixing each one's archive selection) and their
+    deliveries: one INSERT ... SELECT plans them all. An edition is created only when someone
+    is due for it (one query over the groups still without one: most hours, none), so an hour
+    with nobody due leaves no empty edition behind."""
+    at = options.clock
     with engine.begin() as conn:
-        edition_id, created = ensure_edition(conn, options.frequency, day)
-        if created:
-            view = edition_view_for(conn, edition_id, settings.timezone)
-            lookback = dt.timedelta(days=settings.max_lookback_days)
-            chosen = edition_selection(load_candidates(conn, view, lookback), view,
-                                       max_items=settings.max_items)
-            set_edition_articles(conn, edition_id, [a.id for a in chosen])
-        report.planned = plan(conn, edition_id, options.frequency)
-        report.edition_id, report.edition_date = edition_id, day.isoformat()
+        groups = groups_for(conn, settings, options)
+        found = {key: find_edition(conn, *key)
+                 for key in dict.fromkeys((g.frequency, g.date) for g in groups)}
+        busy = [g for g in groups if found[g.frequency, g.date] is not None]
+        new = [g for g in groups if found[g.frequency, g.date] is None]
+        if new:
+            busy += [new[i] for i in groups_with_work(conn, new, settings.send_hour,
+                                                      [None] * len(new))]
+        editions: dict[tuple[Frequency, dt.date], int] = {}
+        for key in dict.fromkeys((g.frequency, g.date) for g in busy):
+            editions[key] = found[key] or _new_edition(conn, settings, key, at)
+        # Each delivery's own cutoff: the run's instant (a manual edition: capped at the end
+        # of its date), never later than --at, so an article published after it waits.
+        cutoff = (at if options.schedule
+                  else edition_cutoff(groups[0].date, settings.timezone, at))
+        report.planned = plan_groups(
+            conn, busy, [editions[g.frequency, g.date] for g in busy],
+            default_hour=settings.send_hour, cutoff=cutoff)
+        if not options.schedule:  # a manual edition is reported even when nothing was new
+            key = (groups[0].frequency, groups[0].date)
+            editions.setdefault(key, found[key] or _new_edition(conn, settings, key, at))
+        report.set_editions([(i, f.value, d.isoformat()) for (f, d), i in editions.items()])
 
 
-def send_digest(engine: Engine, settings: Settings, options: SendOptions = SendOptions(), *,
+def _new_edition(conn: Connection, settings: Settings, key: tuple[Frequency, dt.date],
+                 at: dt.datetime) -> int:
+    """Create the edition (or find the one another planner just made); fix its archive."""
+    edition_id, created = ensure_edition(conn, *key, now=at)
+    if created:
+        view = edition_view_for(conn, edition_id, settings.timezone)
+        lookback = dt.timedelta(days=settings.max_lookback_days)
+        chosen = edition_selection(load_candidates(conn, view, lookback), view,
+                                   max_items=settings.max_items)
+        set_edition_articles(conn, edition_id, [a.id for a in chosen])
+    return edition_id
+
+
+def send_digest(engine: Engine, settings: Settings, options: SendOptions = TODAY, *,
                 progress: Callable[[int | None], Progress] | None = None,
                 before_send: Callable[[RunReport], None] | None = None) -> RunReport:
     """Plan and send (or, with ``dry_run``, compose and render only); never raises for one
     reader's problem. Raises ``LockHeld`` at once when another run is active; ``before_send``
     runs under the lock first (``digest run`` fetches there)."""
     check_ready(settings)
-    report = RunReport(frequency=options.frequency.value, dry_run=options.dry_run)
+    report = RunReport(frequency="schedule" if options.schedule else options.frequency.value,
+                       dry_run=options.dry_run,
+                       at=options.at.astimezone(dt.UTC).isoformat() if options.at else None)
     started = time.monotonic()
     if options.dry_run:  # no lock, no fetch, nothing written
-        dry_run(engine, settings, options.frequency, edition_date(settings, options), report)
+        dry_run(engine, settings, options, report)
         report.duration_s = time.monotonic() - started
         return report
     with RunLock(engine, settings) as lock:
@@ -116,7 +145,7 @@ def _send_locked(engine: Engine, settings: Settings, options: SendOptions, repor
         # Rows left `sending` by senders that are gone (all of them on SQLite; on PostgreSQL
         # not those of a live `--join` process): see reclaim_orphans.
         report.reclaimed = reclaim_orphans(conn)
-    _plan(engine, settings, options, report)
+    plan_editions(engine, settings, options, report)
     _stream(engine, settings, options, report, progress, lock_check)
     _count_left(engine, report)
 
@@ -134,7 +163,7 @@ def _count_left(engine: Engine, report: RunReport) -> None:
             raise                 # the error that stopped it, which says so
 
 
-def join_send(engine: Engine, settings: Settings, options: SendOptions = SendOptions(), *,
+def join_send(engine: Engine, settings: Settings, options: SendOptions = TODAY, *,
               progress: Callable[[int | None], Progress] | None = None) -> RunReport:
     """``digest send --join``: send due deliveries of existing editions next to a running
     ``digest send`` (PostgreSQL only). Takes no lock, plans nothing, reclaims nothing at once:
@@ -193,7 +222,7 @@ def _stream(engine: Engine, settings: Settings, options: SendOptions, report: Ru
 
 
 def run_all(engine: Engine, settings: Settings, sessions: sessionmaker[Session],
-            options: SendOptions = SendOptions(), *,
+            options: SendOptions = TODAY, *,
             progress: Callable[[int | None], Progress] | None = None) -> RunReport:
     """``digest run``: fetch every feed, then send, all under the run lock (an overlapping
     run exits at once). A failed feed does not stop the send. A dry run fetches nothing."""

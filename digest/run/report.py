@@ -21,7 +21,8 @@ __all__ = ["RunReport"]
 
 @dataclass
 class RunReport:
-    frequency: str = "daily"
+    frequency: str = "daily"  # or "schedule": every reader due now, whatever their edition
+    at: str | None = None  # --at: the instant the run acted as if it were
     dry_run: bool = False
     joined: bool = False  # `digest send --join`: an extra sender, no planning
     edition_id: int | None = None
@@ -53,6 +54,16 @@ class RunReport:
     @property
     def feeds_failed(self) -> int:
         return len(self.failed_feeds)
+
+    # Every edition this run served (planned for, or checked for newly due readers): {"id",
+    # "frequency", "date"} (a scheduled run may serve several local dates at once;
+    # edition_id/edition_date: the one, or the latest).
+    editions: list[dict[str, Any]] = field(default_factory=list)
+
+    def set_editions(self, editions: list[tuple[int | None, str, str]]) -> None:
+        self.editions = [{"id": i, "frequency": f, "date": d} for i, f, d in editions]
+        if editions:
+            self.edition_id, _, self.edition_date = max(editions, key=lambda e: (e[2], e[1]))
 
     @property
     def messages_per_s(self) -> float:
@@ -86,6 +97,7 @@ class RunReport:
                         "date": self.edition_date},
             "left_pending": left.pending, "left_deferred": left.deferred,
             "next_retry_at": left.next_retry_at.isoformat() if left.next_retry_at else None,
+            "editions": self.editions, "at": self.at,
             "feeds_failed": self.feeds_failed, "articles_new": self.articles_new,
             "failed_feeds": [{"url": url, "error": why} for url, why in self.failed_feeds],
             "warnings": list(self.warnings),
@@ -99,7 +111,7 @@ class RunReport:
 
     def summary(self) -> str:
         head = ("joined sender" if self.joined
-                else f"{self.frequency} {self.edition_date or ''}".strip())
+                else f"{self.frequency} {self.at or self.edition_date or ''}".strip())
         if self.dry_run:
             return (f"dry run {head}: {self.composed} composed and rendered "
                     f"({self.distinct_digests} distinct), {self.skipped} with nothing new; "

@@ -34,7 +34,7 @@ from digest.config.settings import Settings
 from digest.delivery.claims import Claim
 from digest.delivery.results import Recorder
 from digest.render.message import RenderedDigest, Renderer
-from digest.run.claim_feeder import ClaimedBatch, ClaimFeeder
+from digest.run.claim_feeder import ClaimedBatch, ClaimFeeder, EditionKey
 from digest.run.db_thread import DbThread
 from digest.run.journal import Journal, record
 from digest.run.result_writer import ResultWriter
@@ -90,7 +90,7 @@ class Sender:
         self.inactive: set[int] = set()
         self.refill = asyncio.Lock()  # one worker waits for the next batch; the others queue
         self.queued: dict[int, tuple[dt.datetime, str, tuple[int, ...]]] = {}
-        self.editions: dict[int, tuple[EditionView, list[ArticleView]]] = {}
+        self.editions: dict[EditionKey, tuple[EditionView, list[ArticleView]]] = {}
         # Readers with the same topics, window and history get the same digest: compose and
         # look it up once. (A pure function of these inputs; bounded below.)
         self.memo: dict[tuple[object, ...], tuple[RenderedDigest, tuple[int, ...]] | None] = {}
@@ -238,14 +238,14 @@ class Sender:
         self.inactive |= batch.inactive  # kept: jobs of the last batch may be in flight
         self.claims.extend(batch.claims)
 
-    def _digest_for(self, edition_id: int, reader: ReaderView
+    def _digest_for(self, edition: EditionKey, reader: ReaderView
                     ) -> tuple[RenderedDigest, tuple[int, ...]] | None:
-        key = (edition_id, reader.topics, reader.last_digest_at, reader.received_article_ids,
+        key = (edition, reader.topics, reader.last_digest_at, reader.received_article_ids,
                reader.plain_text_only, reader.locale)
         if key in self.memo:
             return self.memo[key]
-        edition, candidates = self.editions[edition_id]
-        digest = compose(candidates, reader, edition, max_items=self.settings.max_items,
+        view, candidates = self.editions[edition]
+        digest = compose(candidates, reader, view, max_items=self.settings.max_items,
                          max_lookback=self.lookback)
         found = None if digest is None else (self.renderer.render(digest),
                                              tuple(a.id for a in digest.articles))
@@ -259,7 +259,7 @@ class Sender:
         if reader is None or inactive:
             self._resolved(c).skipped(c, "the subscriber is no longer active")
             return None
-        found = self._digest_for(c.edition_id, reader)
+        found = self._digest_for(c.edition_key, reader)
         if found is None:
             self._resolved(c).skipped(c, "nothing new for this reader")
             return None
@@ -269,7 +269,7 @@ class Sender:
         except InvalidInput as exc:
             self._resolved(c).failed(c, None, exc.message)
             return None
-        self.queued[c.delivery_id] = (self.editions[c.edition_id][0].cutoff, out.message_id,
+        self.queued[c.delivery_id] = (self.editions[c.edition_key][0].cutoff, out.message_id,
                                       article_ids)
         return Job(c.delivery_id, out.sender, out.recipient, out.wire)
 

@@ -144,6 +144,8 @@ class Subscriber(Base):
     topics: Mapped[list[str]] = mapped_column(JSON, default=list)
     frequency: Mapped[Frequency] = mapped_column(_enum(Frequency), default=Frequency.DAILY)
     timezone: Mapped[str | None] = mapped_column(String(64))
+    # Local hour (0-23) the digest goes out in ``timezone``; NULL: DIGEST_SEND_HOUR.
+    send_hour: Mapped[int | None] = mapped_column(Integer)
     locale: Mapped[str | None] = mapped_column(String(35))
     plain_text_only: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -224,7 +226,11 @@ class Article(Base):
 
 
 class Edition(Base):
-    """One issue of the digest: a frequency and the date it is for (in the site's timezone)."""
+    """One issue of the digest: a frequency and the *local* date it is for. A scheduled run
+    files each reader under their own local date (a weekly reader: the date of their week's
+    weekly day), so one edition is shared by readers in every timezone whose local date it is,
+    and the unique (edition, subscriber) delivery means once per local day / week (see
+    ``delivery.schedule``). A manual edition (``--date``) is dated in DIGEST_TIMEZONE."""
 
     __tablename__ = "editions"
 
@@ -260,6 +266,10 @@ class Delivery(Base):
     smtp_reply: Mapped[str | None] = mapped_column(Text)
     # The articles this reader got in this digest: so no article reaches them twice.
     article_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    # This delivery's news cutoff, fixed when planned (a scheduled run: the run's instant, so a
+    # reader in Tokyo and one in New York of the same edition each get the news up to their
+    # own hour). NULL (rows planned before this column): the edition's cutoff.
+    cutoff: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -48,11 +48,13 @@ class LinkedReader:
     frequency: Frequency
     plain_text_only: bool
     locale: str | None = None
+    send_hour: int | None = None  # None: DIGEST_SEND_HOUR
+    timezone: str | None = None
 
 
 def _view(sub: Subscriber) -> LinkedReader:
     return LinkedReader(sub.id, sub.email, sub.name, sub.status, list(sub.topics), sub.frequency,
-                        sub.plain_text_only, sub.locale)
+                        sub.plain_text_only, sub.locale, sub.send_hour, sub.timezone)
 
 
 def load_view(sessions: sessionmaker[Session], subscriber_id: int) -> LinkedReader | None:

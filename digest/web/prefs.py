@@ -1,10 +1,10 @@
 """``/preferences/{token}``: a reader's own settings and data.
 
-GET shows the form, in the reader's language; POST saves topics, frequency, language and
-plain-text-only (a PREFERENCES consent event
-records what changed). ``POST .../data`` downloads everything stored about the reader as JSON,
-consent history included; ``POST .../delete`` (with its "yes" box ticked) erases the reader and
-keeps only a suppression hash so the address is never mailed again.
+GET shows the form, in the reader's language; POST saves topics, frequency, language, the
+local hour the digest goes out and plain-text-only (a PREFERENCES consent event records what
+changed). ``POST .../data`` downloads everything stored about the reader as JSON, consent
+history included; ``POST .../delete`` (with its "yes" box ticked) erases the reader and keeps
+only a suppression hash so the address is never mailed again.
 """
 
 from __future__ import annotations
@@ -19,8 +19,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from digest.config.errors import InvalidInput
 from digest.config.locales import language_of
-from digest.readers.lifecycle import Origin, erase, personal_data, update_preferences
+from digest.readers.lifecycle import (
+    Origin,
+    erase,
+    parse_send_hour,
+    personal_data,
+    update_preferences,
+)
 from digest.render.i18n import N_
 from digest.render.tokens import Purpose
 from digest.store.models import Frequency, Subscriber
@@ -34,13 +41,14 @@ __all__ = ["routes"]
 
 
 def _save(sessions: sessionmaker[Session], subscriber_id: int, origin: Origin,
-          topics: list[str], frequency: Frequency, plain: bool, locale: str | None) -> bool:
+          topics: list[str], frequency: Frequency, plain: bool, locale: str | None,
+          hour: int | None) -> bool:
     with sessions.begin() as session:
         sub = session.get(Subscriber, subscriber_id)
         if sub is None:
             return False
         update_preferences(session, sub, origin, topics=topics, frequency=frequency,
-                           plain_text_only=plain, locale=locale)
+                           plain_text_only=plain, locale=locale, send_hour=hour)
         return True
 
 
@@ -67,6 +75,8 @@ async def _page(ctx: WebContext, request: Request, view: LinkedReader, status: i
     return ctx.render("preferences.html.j2", status, lang=lang, private=True,
                       title=lang.gettext("Your preferences"),
                       reader=view, topics=topics, frequencies=list(Frequency), action=base,
+                      hours=range(24), default_hour=ctx.settings.send_hour,
+                      zone=view.timezone or ctx.settings.timezone.key,
                       data_action=f"{base}/data", delete_action=f"{base}/delete",
                       notice=lang.gettext(notice) if notice else "",
                       error=lang.gettext(error) if error else "",
@@ -78,6 +88,14 @@ def _frequency(form: FormData) -> Frequency:
         return Frequency(str(form.get("frequency", "")))
     except ValueError:
         raise HTTPException(400, N_("Choose how often you want the digest.")) from None
+
+
+def _send_hour(form: FormData) -> int | None:
+    """The hour picked, or None for "the publication's hour" (the empty choice)."""
+    try:
+        return parse_send_hour(str(form.get("send_hour", "")))
+    except InvalidInput:
+        raise HTTPException(400, N_("Choose an hour from the list.")) from None
 
 
 async def show(request: Request) -> Response:
@@ -95,7 +113,7 @@ async def save(request: Request) -> Response:
     saved = await ctx.db(_save, ctx.sessions, view.id,
                          origin_of(request, "web", "preferences page"), topics,
                          _frequency(form), form.get("plain_text_only") == "1",
-                         language_of(str(form.get("locale", ""))))
+                         language_of(str(form.get("locale", ""))), _send_hour(form))
     fresh = await ctx.db(load_view, ctx.sessions, view.id) if saved else None
     if fresh is None:
         raise HTTPException(400, BAD_LINK)
