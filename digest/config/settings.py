@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from dotenv import dotenv_values
 
 from digest.config.errors import ConfigError
+from digest.config.feedback_settings import FeedbackSettings, read_feedback
 
 __all__ = ["Settings", "SmtpSecurity", "load_settings"]
 
@@ -76,6 +77,7 @@ class Settings:
     feed_max_bytes: int = 5_000_000
     lock_dir: Path | None = None
     claim_timeout: float = 3600.0
+    feedback: FeedbackSettings = field(default_factory=FeedbackSettings)  # bounces, complaints
 
     @property
     def privacy_url(self) -> str:
@@ -228,6 +230,7 @@ def load_settings(
         feed_max_bytes=r.number("DIGEST_FEED_MAX_BYTES", 5_000_000, minimum=1024),
         lock_dir=r.path("DIGEST_LOCK_DIR", must_exist=False),
         claim_timeout=r.real("DIGEST_CLAIM_TIMEOUT", 3600.0),
+        feedback=read_feedback(r),
     )
     _check_combinations(settings)
     return settings

@@ -42,7 +42,8 @@ __all__ = [
     "find_subscriber",
     "get_subscriber",
     "is_suppressed",
-
+    "mark_bounced",
+    "mark_complained",
     "personal_data",
     "record_event",
     "suppress",
@@ -226,13 +227,24 @@ def erase(session: Session, subscriber: Subscriber, origin: Origin) -> None:
     record_event(session, None, ConsentKind.ERASE, Origin(origin.source, detail=origin.detail))
 
 
-def mark_bounced(session: Session, subscriber: Subscriber, reply: str) -> None:
+def mark_bounced(session: Session, subscriber: Subscriber, reply: str,
+                 source: str = "smtp") -> None:
     """A hard bounce (5.1.x): stop mailing and suppress the address."""
     if subscriber.status is SubscriberStatus.BOUNCED:
         return
     subscriber.status = SubscriberStatus.BOUNCED
     suppress(session, subscriber.email, reason="bounced")
-    record_event(session, subscriber, ConsentKind.BOUNCE, Origin("smtp", detail=reply[:500]))
+    record_event(session, subscriber, ConsentKind.BOUNCE, Origin(source, detail=reply[:500]))
+
+
+def mark_complained(session: Session, subscriber: Subscriber, evidence: str, source: str) -> bool:
+    """A spam complaint: stop mailing, suppress, and record it as a withdrawal of consent."""
+    if subscriber.status is SubscriberStatus.COMPLAINED:
+        return False
+    subscriber.status = SubscriberStatus.COMPLAINED
+    suppress(session, subscriber.email, reason="complained")
+    record_event(session, subscriber, ConsentKind.COMPLAINT, Origin(source, detail=evidence[:500]))
+    return True
 
 
 def as_dict(subscriber: Subscriber) -> dict[str, Any]:

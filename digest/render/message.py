@@ -41,7 +41,7 @@ from digest.render.mime import (
     header_line,
     idna_domain,
 )
-from digest.render.tokens import Purpose, make_token
+from digest.render.tokens import Purpose, make_bounce_token, make_token
 from digest.render.values import article_items, list_id, long_date, preheader, subject_text, wrap
 
 __all__ = ["Outgoing", "RenderedDigest", "Renderer", "installation_tag", "message_id_for"]
@@ -107,8 +107,21 @@ class Renderer:
         self.domain = idna_domain(sender.domain)
         self.sender = f"{sender.username}@{self.domain}"
         self._from = format_mailbox(sender.display_name, self.sender)
+        # DIGEST_RETURN_PATH: a VERP envelope sender per delivery, split once here so each
+        # message only adds its token.
+        self._verp: tuple[str, str] | None = None
+        if settings.feedback.return_path:
+            local, _, domain = settings.feedback.return_path.rpartition("@")
+            self._verp = (f"{local}+", f"@{idna_domain(domain)}")
         self._reply_to = _mailbox_header(settings.reply_to) if settings.reply_to else None
         self._cache: OrderedDict[Digest, RenderedDigest] = OrderedDict()
+
+    def envelope_sender(self, edition_id: int, subscriber_id: int) -> str:
+        """MAIL FROM: ``bounces+TOKEN@domain`` with a return path, else DIGEST_FROM's address."""
+        if self._verp is None:
+            return self.sender
+        head, tail = self._verp
+        return head + make_bounce_token(self._secret, edition_id, subscriber_id) + tail
 
     def link(self, purpose: Purpose, subscriber_id: int) -> str:
         """The reader's unsubscribe or preferences page (these tokens never expire)."""
@@ -241,7 +254,8 @@ class RenderedDigest:
             first, second, end = self._parts
             body = b"\r\n" + b"".join((first, self._text.fill(values), second,
                                        self._html.fill(_escaped(values)), end))
-        return Outgoing(renderer.sender, recipient, message_id, renderer.sign(head + body))
+        sender = renderer.envelope_sender(self.digest.edition.id, reader.subscriber_id)
+        return Outgoing(sender, recipient, message_id, renderer.sign(head + body))
 
 
 # A start tag as an HTML5 serializer writes it: attribute values always double-quoted.
