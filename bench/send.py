@@ -94,9 +94,11 @@ def _serve(port: int, ready: Any) -> None:
 # --- the database ---------------------------------------------------------------------------
 
 def _settings(database_url: str, port: int, args: argparse.Namespace) -> Any:
+    from digest.config.feedback_settings import FeedbackSettings
     from digest.config.settings import Settings, SmtpSecurity
 
     return Settings(
+        feedback=FeedbackSettings(return_path=args.return_path),
         database_url=database_url, site_name="Știri de Argeș", site_url="https://stiri.example.ro",
         base_url="https://stiri.example.ro/digest", from_addr="Știri de Argeș <stiri@example.ro>",
         postal_address="Str. Victoriei 1, Pitești 110017, România",
@@ -227,6 +229,8 @@ def _run_child(kind: str, n: int, database_url: str, port: int,
                "--database-url", database_url, "--concurrency", str(args.concurrency),
                "--batch-size", str(args.batch_size),
                "--max-per-connection", str(args.max_per_connection)]
+    if args.return_path:
+        command += ["--return-path", args.return_path]
     if args.profile and kind == "e2e":
         command[1:1] = ["-m", "cProfile", "-s", "tottime", "-o", f"bench-e2e-{n}.prof"]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -294,6 +298,8 @@ def main() -> None:
                         help="PostgreSQL: measure there, in a schema the bench creates and "
                              "drops; other URLs: an empty database, only with --no-compare "
                              "(default: a fresh SQLite file per run; env BENCH_DATABASE_URL)")
+    parser.add_argument("--return-path", default=None,
+                        help="DIGEST_RETURN_PATH: a VERP envelope sender per message")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--profile", action="store_true", help="cProfile the end-to-end child")
     parser.add_argument("--child", choices=["ceiling", "e2e"], help=argparse.SUPPRESS)
