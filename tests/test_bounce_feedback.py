@@ -207,3 +207,64 @@ def test_report_html_in_chromium(runner: CliRunner, settings: Settings,
         finally:
             browser.close()
     assert (ARTIFACTS / "report.png").stat().st_size > 10_000
+
+
+def test_bounces_are_personal_data(settings: Settings, sessions: sessionmaker[Session]) -> None:
+    from digest.feedback.processor import process_report
+    from digest.feedback.providers import postmark_report
+    from digest.readers.lifecycle import Origin, erase, personal_data
+    from digest.store.models import BounceEvent as Event
+
+    add_readers(sessions, ["ana@example.ro"])
+    report = postmark_report({"RecordType": "Bounce", "ID": 7, "Type": "SoftBounce",
+                              "Email": "ana@example.ro", "Details": "452 4.2.2 mailbox full"})
+    done = process_report(sessions, settings, report)
+    assert done.action.value == "counted"
+    with sessions.begin() as session:
+        reader = find_subscriber(session, "ana@example.ro")
+        assert reader is not None
+        [bounce] = personal_data(session, reader)["bounces_and_complaints"]
+        assert bounce["kind"] == "soft" and bounce["status"] == "4.2.2"
+        erase(session, reader, Origin("cli"))
+    with sessions() as session:
+        assert session.query(Event).count() == 0  # erased with the reader
+
+
+def test_soft_bounces_count_per_digest_and_policy_blocks_never_suppress(
+        settings: Settings, sessions: sessionmaker[Session]) -> None:
+    from digest.feedback.processor import process_report
+    from digest.feedback.providers import postmark_report
+
+    add_readers(sessions, ["ana@example.ro"])
+
+    def soft(n: int, kind: str = "SoftBounce", details: str = "452 4.2.2 full") -> str:
+        report = postmark_report({"RecordType": "Bounce", "ID": n, "Type": kind,
+                                  "Email": "ana@example.ro", "Details": details})
+        return process_report(sessions, settings, report).action.value
+
+    def new_edition(day: int) -> None:
+        with sessions.begin() as session:
+            reader = find_subscriber(session, "ana@example.ro")
+            assert reader is not None
+            edition = Edition(frequency=Frequency.DAILY, date=dt.date(2026, 11, day))
+            session.add(edition)
+            session.flush()
+            session.add(Delivery(edition_id=edition.id, subscriber_id=reader.id,
+                                 state=DeliveryState.SENT, sent_at=utcnow()))
+
+    def status() -> SubscriberStatus:
+        with sessions() as session:
+            reader = find_subscriber(session, "ana@example.ro")
+            assert reader is not None
+            return reader.status
+
+    new_edition(1)
+    # one digest's retries and warnings count once, and a spam block not at all
+    assert [soft(1), soft(2), soft(3)] == ["counted"] * 3
+    assert soft(4, "Blocked", "550 5.7.1 blocked for spam") == "recorded"
+    assert status() is SubscriberStatus.ACTIVE
+    new_edition(2)
+    assert soft(5) == "counted" and status() is SubscriberStatus.ACTIVE
+    new_edition(3)
+    assert soft(6) == "bounced" and status() is SubscriberStatus.BOUNCED  # 3 digests, 30 days
+    assert soft(6) == "duplicate"

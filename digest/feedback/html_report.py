@@ -55,10 +55,13 @@ def _lines(rows: Sequence[dict[str, Any]]) -> str:
         return float(_H - _PAD - v / top * (_H - 2 * _PAD))
 
     parts = []
+    # On a scale of several per cent the two limits are close: keep their labels apart.
+    label_y = {COMPLAINT_ALARM: y(COMPLAINT_ALARM) + 4,
+               COMPLAINT_WARN: max(y(COMPLAINT_WARN) + 4, y(COMPLAINT_ALARM) + 16)}
     for limit, label in ((COMPLAINT_WARN, "0.1 %"), (COMPLAINT_ALARM, "0.3 %")):
         parts.append(f'<line class="threshold" x1="{_PAD}" x2="{_W - _PAD}" y1="{y(limit):.1f}" '
                      f'y2="{y(limit):.1f}" stroke="#999" stroke-dasharray="4 3"/>'
-                     f'<text x="{_W - _PAD + 4}" y="{y(limit) + 4:.1f}" font-size="11">'
+                     f'<text x="{_W - _PAD + 4}" y="{label_y[limit]:.1f}" font-size="11">'
                      f'{label}</text>')
     for key in ("bounce_rate", "complaint_rate"):
         points = " ".join(f"{_x(i, n):.1f},{y(r[key]):.1f}" for i, r in enumerate(rows))

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from digest.config.errors import InvalidInput, NotFound, Suppressed
 from digest.readers.addresses import email_hash, normalize_email
 from digest.store.models import (
+    BounceEvent,
     ConsentEvent,
     ConsentKind,
     Delivery,
@@ -279,4 +280,9 @@ def personal_data(session: Session, subscriber: Subscriber) -> dict[str, Any]:
                         "sent_at": d.sent_at.isoformat() if d.sent_at else None,
                         "message_id": d.message_id, "article_ids": list(d.article_ids)}
                        for d in deliveries],
+        "bounces_and_complaints": [
+            {"kind": b.kind.value, "received_at": b.received_at.isoformat(), "status": b.status,
+             "diagnostic": b.diagnostic, "source": b.source, "edition_id": b.edition_id}
+            for b in session.scalars(select(BounceEvent).where(
+                BounceEvent.subscriber_id == subscriber.id).order_by(BounceEvent.id))],
     }

@@ -62,14 +62,16 @@ async def _body(request: Request) -> bytes | None:
     return b"".join(chunks)
 
 
-async def _json(request: Request) -> tuple[Any, bytes] | JSONResponse:
+async def _object(request: Request, what: str) -> dict[str, Any] | JSONResponse:
+    """The body as a JSON object, or the 4xx answer saying why not."""
     raw = await _body(request)
     if raw is None:
         return _refuse(413, "body too large")
     try:
-        return json.loads(raw), raw
+        parsed = json.loads(raw)
     except ValueError:
         return _refuse(400, "the body is not JSON")
+    return parsed if isinstance(parsed, dict) else _refuse(400, f"not {what}")
 
 
 def _hooks(request: Request) -> Webhooks:
@@ -92,12 +94,9 @@ async def ses(request: Request) -> JSONResponse:
     hooks = _hooks(request)
     if not hooks.sns.topic_arns:
         return _refuse(404, "not configured")
-    parsed = await _json(request)
-    if isinstance(parsed, JSONResponse):
-        return parsed
-    message, _raw = parsed
-    if not isinstance(message, dict):
-        return _refuse(400, "not an SNS message")
+    message = await _object(request, "an SNS message")
+    if isinstance(message, JSONResponse):
+        return message
     try:
         await web_context(request).db(hooks.sns.verify, message)
     except SnsError as exc:
@@ -129,12 +128,9 @@ async def postmark(request: Request) -> JSONResponse:
     given = basic_auth_password(request.headers.get("authorization"))
     if given is None or not hmac.compare_digest(given.encode(), token.encode()):
         return _refuse(401, "wrong or missing credentials")
-    parsed = await _json(request)
-    if isinstance(parsed, JSONResponse):
-        return parsed
-    event, _raw = parsed
-    if not isinstance(event, dict):
-        return _refuse(400, "not a Postmark event")
+    event = await _object(request, "a Postmark event")
+    if isinstance(event, JSONResponse):
+        return event
     report = postmark_report(event)
     if not _hooks(request).replays.first_time(report.key):
         return _refuse(409, "this event was delivered before")
@@ -145,11 +141,10 @@ async def mailgun(request: Request) -> JSONResponse:
     key = web_context(request).settings.feedback.mailgun_signing_key
     if not key:
         return _refuse(404, "not configured")
-    parsed = await _json(request)
-    if isinstance(parsed, JSONResponse):
-        return parsed
-    body, _raw = parsed
-    signature = body.get("signature") if isinstance(body, dict) else None
+    body = await _object(request, "a Mailgun event")
+    if isinstance(body, JSONResponse):
+        return body
+    signature = body.get("signature")
     if not isinstance(signature, dict):
         return _refuse(401, "no signature")
     stamp, token = str(signature.get("timestamp", "")), str(signature.get("token", ""))
