@@ -42,8 +42,6 @@ DIFFERENT = {
     "misc__flufl.bounce__simple_45.eml": QUOTA,
     "yahoo__flufl.bounce__yahoo_01.eml": "4.4.1 (no connection) is a temporary status",
     "office365__sisimai__lhost-office365-01.eml": "no delivery-status part; not recognized",
-    "yahoo__sisimai__lhost-yahoo-01.eml": "free-text Yahoo bounce flufl does not detect",
-    "opensmtpd__sisimai__lhost-opensmtpd-01.eml": "OpenSMTPD text bounce flufl does not detect",
 }
 
 

@@ -14,6 +14,7 @@ logs every such exception with a traceback).
 from __future__ import annotations
 
 import logging
+import re
 from email.message import Message
 from typing import Any
 
@@ -23,7 +24,7 @@ from flufl.bounce import _scan as flufl_scan
 from digest.feedback.report import Finding, Kind
 from digest.feedback.status import classify, find_status
 
-__all__ = ["legacy_findings"]
+__all__ = ["daemon_text_findings", "legacy_findings"]
 
 logging.getLogger("flufl.bounce").addHandler(logging.NullHandler())
 logging.getLogger("flufl.bounce").propagate = False
@@ -96,4 +97,34 @@ def legacy_findings(msg: Message) -> list[Finding]:
         if recipient not in permanent and kind is Kind.HARD:
             kind = Kind.SOFT  # flufl says temporary and the words do not say otherwise
         findings.append(Finding(recipient, kind, status, words or None))
+    return findings
+
+
+# The last resort, for mailer-daemon text flufl has no detector for (OpenSMTPD, Yahoo's
+# "Remote host said"): a line that starts with the failed address, and an SMTP reply with a
+# status code on it or on the next two lines -- the layout Postfix made common.
+_ADDRESS_LINE = re.compile(r"^\s*<?([^\s<>@:]+@[^\s<>:]+)>?:(.*)$")
+_QUOTED_START = re.compile(r"copy of the|original message|unsent message|^received:", re.I)
+_REPLY_CODE = re.compile(r"\b[45]\d\d[\s-]+[45]\.\d{1,3}\.\d{1,3}\b")
+
+
+def daemon_text_findings(msg: Message) -> list[Finding]:
+    """Failed addresses in a mail system's own words, up to where it quotes our message."""
+    lines = []
+    for line in _body_lines(msg):
+        if _QUOTED_START.search(line):
+            break
+        lines.append(line)
+    findings = []
+    for i, line in enumerate(lines):
+        match = _ADDRESS_LINE.match(line)
+        if not match:
+            continue
+        words = " ".join(" ".join([match.group(2), *lines[i + 1:i + 3]]).split())[:1000]
+        reply = _REPLY_CODE.search(words)
+        if reply is None:
+            continue
+        kind = classify(find_status(reply.group(0)), words)
+        if kind is not None:
+            findings.append(Finding(match.group(1), kind, find_status(reply.group(0)), words))
     return findings

@@ -6,7 +6,8 @@ The order matters, because bounces and auto-replies carry each other's marks:
 2. DSN (``delivery-status``) -> hard / soft / policy per recipient;
 3. an auto-reply by the headers no bounce carries (``X-Autoreply``, ``Precedence:
    auto_reply``) -> auto-reply, before flufl's heuristics can misread an out-of-office;
-4. ``flufl.bounce``'s detectors for non-standard bounces;
+4. ``flufl.bounce``'s detectors for non-standard bounces; then DSN fields pasted as text and,
+   from a mail system only, "address: 550 5.1.1 ..." lines (``legacy.daemon_text_findings``);
 5. any other auto-reply (``Auto-Submitted: auto-replied``, "Out of office" subjects);
 6. otherwise unrecognized (readable mail; it changes nothing).
 
@@ -31,7 +32,7 @@ from digest.feedback.dsn import (
     is_report,
     quoted_headers,
 )
-from digest.feedback.legacy import legacy_findings
+from digest.feedback.legacy import daemon_text_findings, legacy_findings
 from digest.feedback.providers import ses_report
 from digest.feedback.report import Finding, Kind, Report, Source, content_key
 
@@ -123,6 +124,9 @@ def parse_message(raw: bytes) -> Report:
     pasted = dsn_text_findings(msg)
     if pasted:
         return report(_overall(pasted), Source.DSN, pasted)
+    said = daemon_text_findings(msg) if daemon else []
+    if said:
+        return report(_overall(said), Source.TEXT, said)
     if not daemon and is_auto_reply(msg):
         return report(Kind.AUTO_REPLY, Source.AUTO_REPLY)
     if is_report(msg, "delivery-status"):

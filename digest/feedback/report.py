@@ -35,6 +35,7 @@ class Source(enum.StrEnum):
     DSN = "dsn"
     ARF = "arf"
     FLUFL = "flufl"
+    TEXT = "text"  # a mail system's own words, read by digest (legacy.daemon_text_findings)
     AUTO_REPLY = "auto-reply"
     SES = "ses"
     POSTMARK = "postmark"
