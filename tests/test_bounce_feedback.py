@@ -268,3 +268,31 @@ def test_soft_bounces_count_per_digest_and_policy_blocks_never_suppress(
     new_edition(3)
     assert soft(6) == "bounced" and status() is SubscriberStatus.BOUNCED  # 3 digests, 30 days
     assert soft(6) == "duplicate"
+
+
+def test_a_real_dsn_finds_its_delivery_through_the_envelope_address(
+        runner: CliRunner, settings: Settings, sessions: sessionmaker[Session]) -> None:
+    from digest.render.tokens import make_bounce_token
+
+    # The reader forwards to the address that bounced: only the VERP token knows who it is.
+    add_readers(sessions, ["forwarder@example.ro", "xxxxx@local.ie"])
+    with sessions() as session:
+        reader = find_subscriber(session, "forwarder@example.ro")
+        assert reader is not None
+        reader_id = reader.id
+    dsn = Path(__file__).parent / "data" / "bounces" / "postfix__flufl.bounce__postfix_01.eml"
+    verp = f"bounces+{make_bounce_token(SECRET, 1, reader_id)}@news.example.org"
+    env = {**cli_env(settings), "DIGEST_RETURN_PATH": "bounces@news.example.org"}
+    done = runner.invoke(main, ["bounces", "process", "--format", "json", "--to", verp.upper(),
+                                str(dsn)], env=env)
+    assert done.exit_code == 0, done.output
+    result = json.loads(done.stdout)
+    assert result["kind"] == "hard" and result["findings"][0]["matched_by"] == "verp"
+    with sessions() as session:
+        statuses = {e: find_subscriber(session, e).status  # type: ignore[union-attr]
+                    for e in ("forwarder@example.ro", "xxxxx@local.ie")}
+    assert statuses == {"forwarder@example.ro": SubscriberStatus.BOUNCED,
+                        "xxxxx@local.ie": SubscriberStatus.ACTIVE}
+    forged = runner.invoke(main, ["bounces", "process", "--format", "json", "--to",
+                                  verp.replace(verp[10:14], "aaaa"), str(dsn)], env=env)
+    assert json.loads(forged.stdout)["findings"][0]["matched_by"] == "recipient"

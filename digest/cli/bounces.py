@@ -47,9 +47,12 @@ def _read(source: str) -> bytes:
 @group.command("process")
 @click.argument("source", default="-", metavar="[FILE|-]")
 @click.option("--dry-run", is_flag=True, help="Say what the message is; change nothing.")
+@click.option("--to", "envelope_to", default=None, metavar="ADDRESS",
+              help="The address the MTA delivered it to (Postfix: ${original_recipient}); "
+                   "finds the VERP token when the headers do not show it.")
 @TEXT_OR_JSON
 @pass_app
-def process(app: App, source: str, dry_run: bool, fmt: str) -> None:
+def process(app: App, source: str, dry_run: bool, envelope_to: str | None, fmt: str) -> None:
     """Process one DSN, ARF complaint, auto-reply or other message (stdin by default).
 
     Exits 0 for any message it could read, recognised or not, so the MTA never re-queues it.
@@ -59,15 +62,16 @@ def process(app: App, source: str, dry_run: bool, fmt: str) -> None:
       digest bounces process bounce.eml --format json
       # Postfix master.cf:  digest-bounces unix - n n - - pipe
       #   user=digest argv=/srv/digest/.venv/bin/digest bounces process
+      #   --to ${original_recipient}
     """
     from digest.feedback.parse import parse_message
     from digest.feedback.processor import Processed, process_message
 
     raw = _read(source)
     if dry_run:
-        done = Processed(parse_message(raw), ())
+        done = Processed(parse_message(raw, envelope_to), ())
     else:
-        done = process_message(app.sessions, app.settings, raw)
+        done = process_message(app.sessions, app.settings, raw, envelope_to=envelope_to)
     if fmt == "json":
         payload = done.as_dict()
         if dry_run:

@@ -91,13 +91,19 @@ def _overall(findings: list[Finding]) -> Kind:
     return Kind.UNRECOGNIZED
 
 
-def parse_message(raw: bytes) -> Report:
-    """Read one report (see the module docstring for the order of the checks)."""
+def parse_message(raw: bytes, envelope_to: str | None = None) -> Report:
+    """Read one report (see the module docstring for the order of the checks).
+
+    ``envelope_to`` is the address the MTA delivered it to (Postfix's ``${original_recipient}``):
+    the VERP address, when the report's headers do not show it.
+    """
     # compat32: flufl's detectors expect the classic Message API, and it never raises on the
     # odd headers real bounces carry.
     msg = read_message(raw)
     key = _key(msg, raw)
     paths, ids = _pointers(msg)
+    if envelope_to:
+        paths = (envelope_to.strip().strip("<>"), *paths)
 
     def report(kind: Kind, source: Source, findings: list[Finding] = (),  # type: ignore[assignment]
                note: str = "") -> Report:

@@ -36,6 +36,7 @@ from digest.store.models import (
     BounceKind,
     Delivery,
     DeliveryState,
+    Edition,
     Subscriber,
     SubscriberStatus,
 )
@@ -100,8 +101,9 @@ def _locate(session: Session, settings: Settings, report: Report,
                        ("message-id", _by_message_id(settings, report))):
         if found is not None:
             subscriber = session.get(Subscriber, found[1])
-            if subscriber is not None:
-                return subscriber, found[0], how
+            if subscriber is not None:  # the edition may be gone (deleted) since
+                edition = found[0] if session.get(Edition, found[0]) is not None else None
+                return subscriber, edition, how
     if "@" not in finding.recipient:
         return None, None, "none"
     try:
@@ -156,6 +158,11 @@ def _act(session: Session, settings: Settings, subscriber: Subscriber | None,
     return Action.BOUNCED
 
 
+def _seen(session: Session, key: str, recipient: str) -> bool:
+    return session.scalar(select(BounceEvent.id).where(
+        BounceEvent.report_key == key, BounceEvent.recipient == recipient)) is not None
+
+
 def apply_report(session: Session, settings: Settings, report: Report,
                  now: dt.datetime) -> list[Outcome]:
     """Record and act on every finding of ``report`` (the caller commits)."""
@@ -173,11 +180,17 @@ def apply_report(session: Session, settings: Settings, report: Report,
                             edition_id=edition_id, status=finding.status,
                             diagnostic=finding.diagnostic, source=report.source.value,
                             action=Action.NONE.value, received_at=now)
+        if _seen(session, report.key, recipient):
+            outcomes.append(Outcome(finding, Action.DUPLICATE, email, edition_id, how))
+            continue
         try:
-            with session.begin_nested():  # the unique key says whether we have seen it
+            with session.begin_nested():
                 session.add(event)
                 session.flush()
         except IntegrityError:
+            if not _seen(session, report.key, recipient):
+                raise
+            # another process recorded the same report a moment ago
             outcomes.append(Outcome(finding, Action.DUPLICATE, email, edition_id, how))
             continue
         evidence = (f"{report.source.value} {finding.status or '-'}: "

@@ -47,7 +47,7 @@ class Processed:
     def as_dict(self) -> dict[str, Any]:
         r = self.report
         return {
-            "kind": r.kind.shown, "policy": r.kind is Kind.POLICY or None,
+            "kind": r.kind.shown, "policy": r.kind is Kind.POLICY,
             "recipient": self.recipient, "action": self.action.value,
             "source": r.source.value, "report_key": r.key,
             "findings": [{"recipient": o.finding.recipient, "kind": o.finding.kind.value,
@@ -82,6 +82,7 @@ def process_report(sessions: sessionmaker[Session], settings: Settings, report: 
 
 
 def process_message(sessions: sessionmaker[Session], settings: Settings, raw: bytes,
-                    clock: Callable[[], dt.datetime] = utcnow) -> Processed:
+                    clock: Callable[[], dt.datetime] = utcnow,
+                    envelope_to: str | None = None) -> Processed:
     """Parse one mailed report (``NotAMessage`` if it is none) and apply it."""
-    return process_report(sessions, settings, parse_message(raw), clock)
+    return process_report(sessions, settings, parse_message(raw, envelope_to), clock)
