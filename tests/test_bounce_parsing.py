@@ -70,3 +70,18 @@ def test_every_bounces_command_has_help_with_an_example() -> None:
                  ["bounces", "list"], ["report"]):
         result = CliRunner().invoke(main, [*argv, "--help"])
         assert result.exit_code == 0 and "Example" in result.output, argv
+
+
+def test_dry_run_says_what_it_is_without_a_database(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    monkeypatch.chdir(tmp_path)  # no .env, and no database here
+    dsn = DATA / "postfix__flufl.bounce__postfix_01.eml"
+    result = CliRunner().invoke(main, ["bounces", "process", "--dry-run", "--format", "json",
+                                       str(dsn)])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert answer["kind"] == "hard" and answer["recipient"] == "xxxxx@local.ie"
+    assert answer["action"] == "none" and answer["source"] in ("dsn", "flufl")
+    assert not list(tmp_path.iterdir())  # touched nothing
