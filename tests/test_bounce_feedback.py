@@ -133,7 +133,7 @@ def test_without_return_path_mail_from_is_the_from_address(
     with pytest.raises(Exception, match="too long"):
         from digest.config.settings import load_settings
 
-        load_settings({"DIGEST_RETURN_PATH": "x" * 30 + "@example.org"}, env_file=None)
+        load_settings({"DIGEST_RETURN_PATH": "x" * 32 + "@example.org"}, env_file=None)
     assert replace(smtp_settings, feedback=FeedbackSettings()).feedback.return_path is None
 
 

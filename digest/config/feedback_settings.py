@@ -19,8 +19,8 @@ from digest.config.errors import ConfigError
 
 __all__ = ["FeedbackSettings", "ImapSecurity", "read_feedback"]
 
-# The VERP local part is "<local>+<39-character token>"; RFC 5321 allows 64 octets.
-VERP_TOKEN_LENGTH = 39
+# The VERP local part is "<local>+<32-character token>"; RFC 5321 allows 64 octets.
+VERP_TOKEN_LENGTH = 32
 MAX_LOCAL_PART = 64
 
 
