@@ -112,9 +112,11 @@ def _serve(ports: tuple[int, int], ready: Any) -> None:
 # --- the database ---------------------------------------------------------------------------
 
 def _settings(database_url: str, port: int, args: argparse.Namespace) -> Any:
+    from digest.config.feedback_settings import FeedbackSettings
     from digest.config.settings import Settings, SmtpSecurity
 
     return Settings(
+        feedback=FeedbackSettings(return_path=args.return_path),
         database_url=database_url, site_name="Știri de Argeș", site_url="https://stiri.example.ro",
         base_url="https://stiri.example.ro/digest", from_addr="Știri de Argeș <stiri@example.ro>",
         postal_address="Str. Victoriei 1, Pitești 110017, România",
@@ -282,6 +284,8 @@ def _command(kind: str, n: int, database_url: str, port: int,
                "--databases", database_url, "--concurrency", str(args.concurrency),
                "--batch-size", str(args.batch_size),
                "--max-per-connection", str(args.max_per_connection)]
+    if args.return_path:
+        command += ["--return-path", args.return_path]
     if args.profile and kind == "e2e":
         command[1:1] = ["-m", "cProfile", "-s", "tottime", "-o",
                         f"bench-e2e-{n}-{port}.prof"]
@@ -422,6 +426,8 @@ def main() -> None:
     parser.add_argument("--join", default="", help="PostgreSQL: also N joined senders, e.g. 2,4")
     parser.add_argument("--plan-only", action="store_true",
                         help="time planning N deliveries, send nothing")
+    parser.add_argument("--return-path", default=None,
+                        help="DIGEST_RETURN_PATH: a VERP envelope sender per message")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--profile", action="store_true", help="cProfile the end-to-end child")
     parser.add_argument("--child", choices=sorted(_KINDS), help=argparse.SUPPRESS)

@@ -79,3 +79,18 @@ def test_tokens_are_opaque_and_url_safe() -> None:
         assert (1).to_bytes(8, "big") not in raw and b"\x00" * 6 not in raw
     # Consecutive ids share no common prefix beyond chance (no visible counter).
     assert tokens[0][:6] != tokens[1][:6]
+
+
+def test_bounce_tokens_fit_a_local_part_and_survive_lower_casing() -> None:
+    from digest.render.tokens import make_bounce_token, read_bounce_token
+
+    token = make_bounce_token(SECRET, 2**32 - 1, 2**48 - 1)
+    assert len(token) == 32 and token == token.lower() and token.isalnum()
+    assert read_bounce_token(SECRET, token.upper()) == (2**32 - 1, 2**48 - 1)
+    assert make_bounce_token(SECRET, 1, 2) != make_bounce_token(SECRET, 2, 1)
+    flipped = token[:5] + ("a" if token[5] != "a" else "b") + token[6:]
+    for bad in (flipped, token[:-1], token + "a", "not base32!", ""):
+        with pytest.raises(InvalidToken):
+            read_bounce_token(SECRET, bad)
+    with pytest.raises(InvalidToken):
+        read_bounce_token("another secret", token)

@@ -97,7 +97,10 @@ def _register() -> None:
 
     main.add_command(check)
 
-    from digest.cli import local, sending
+    from digest.cli import bounces, local, report, sending
+
+    main.add_command(bounces.group)
+    main.add_command(report.report)
 
     for command in (sending.send, sending.run, sending.status, local.sink, local.demo):
         main.add_command(command)

@@ -78,6 +78,16 @@ EXIT_CODES: dict[str, list[tuple[ExitCode, str]]] = {
                                                            "named, with its reason)"),
             *_SEND[2:]],
     "status": [(ExitCode.OK, "shown"), _CONFIG],
+    "bounces process": [(ExitCode.OK, "the message was read, recognized or not (so the MTA never "
+                                      "re-queues it); what it concluded is printed"),
+                        (ExitCode.CONFIG, "the input is not a mail message at all, or a "
+                                          "usage or configuration error")],
+    "bounces fetch": [(ExitCode.OK, "every new message was processed and moved"),
+                      (ExitCode.SOME_FAILED, "the mailbox could not be read to the end (the "
+                                             "message says why); what was processed stays so"),
+                      _CONFIG],
+    "bounces list": [(ExitCode.OK, "listed"), _CONFIG],
+    "report": [(ExitCode.OK, "the page was written"), _CONFIG],
     "check": [(ExitCode.OK, "every sample message meets the checklist"),
               (ExitCode.SOME_FAILED, "a sample message fails the checklist (each failure is "
                                      "printed)"), _CONFIG],

@@ -8,15 +8,17 @@ a usage or configuration error and 75 when another run holds the lock.
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import click
 
 from digest.cli.context import App, pass_app
 from digest.cli.output import echo_json, print_rows, progress
-from digest.config.errors import InvalidInput
+from digest.config.errors import DigestError, InvalidInput
 from digest.delivery.status import status as delivery_status
 from digest.run.commands import SendOptions, join_send, run_all, send_digest
 from digest.run.report import RunReport
@@ -84,9 +86,12 @@ def _bar() -> Iterator[Callable[[int | None], Callable[[int], None]]]:
         yield start
 
 
-def _finish(report: RunReport, fmt: str) -> None:
+def _finish(report: RunReport, fmt: str, app: App | None = None) -> None:
     if fmt == "json":
-        echo_json(report.as_dict())
+        payload = report.as_dict()
+        if app is not None and not report.dry_run:
+            payload["feedback"], payload["feedback_previous"] = _last_rates(app)
+        echo_json(payload)
     else:
         for url, why in report.failed_feeds:  # as `digest fetch` shows them
             click.echo(f"FAIL {url}  {why}", err=True)
@@ -143,7 +148,20 @@ def send(app: App, at: str | None, date: dt.datetime | None, frequency: str | No
             report = send_digest(app.engine, app.settings,
                                  _options(app, at, date, frequency, dry_run, retry_deferred),
                                  progress=bar)
-    _finish(report, fmt)
+    _finish(report, fmt, app)
+
+
+def _last_rates(app: App) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """Bounce and complaint rates of the newest edition that sent anything, and the one before
+    (whose reports have had time to come in)."""
+    from digest.feedback.rates import last_sent_rates
+
+    try:
+        with app.sessions() as session:
+            rates = last_sent_rates(session.connection(), 2)
+    except DigestError:  # no database to read (the run's own error says why)
+        return None, None
+    return (rates[0] if rates else None, rates[1] if len(rates) > 1 else None)
 
 
 def _check_join(at: str | None, date: dt.datetime | None, frequency: str | None,
@@ -175,7 +193,7 @@ def run(app: App, at: str | None, date: dt.datetime | None, frequency: str | Non
         report = run_all(app.engine, app.settings, app.sessions,
                          _options(app, at, date, frequency, dry_run, retry_deferred),
                          progress=bar)
-    _finish(report, fmt)
+    _finish(report, fmt, app)
 
 
 @click.command()
@@ -191,13 +209,34 @@ def status(app: App, fmt: str, limit: int) -> None:
       digest status
       digest status --format json
     """
+    from digest.feedback.rates import edition_rates
+
     with app.sessions() as session:
         editions = delivery_status(session.connection(), limit)
+        rates = edition_rates(session.connection(), [e["id"] for e in editions])
+    for e in editions:
+        e["feedback"] = rates[e["id"]]
     if fmt == "json":
         echo_json({"editions": editions})
         return
-    rows = [{"id": e["id"], "frequency": e["frequency"], "date": e["date"], **e["counts"]}
-            for e in editions]
-    print_rows(rows, ["id", "frequency", "date", *[s.value for s in DeliveryState]], "table")
+    rows = [{"id": e["id"], "frequency": e["frequency"], "date": e["date"], **e["counts"],
+             "bounces": f"{e['feedback']['bounce_rate'] * 100:.2f}%",
+             "complaints": f"{e['feedback']['complaint_rate'] * 100:.2f}%"} for e in editions]
+    print_rows(rows, ["id", "frequency", "date", *[s.value for s in DeliveryState], "bounces",
+                      "complaints"], "table")
+    _warn_complaints(editions)
+
+
+def _warn_complaints(editions: list[dict[str, Any]]) -> None:
+    """A line per edition past Gmail's and Yahoo's complaint limits (red past 0.3 % on a TTY)."""
+    for e in editions:
+        level, rate = e["feedback"]["complaint_level"], e["feedback"]["complaint_rate"]
+        if level == "ok":
+            continue
+        limit = "0.3 %: Gmail and Yahoo block" if level == "alarm" else "0.1 %"
+        text = (f"Warning: edition {e['id']} ({e['date']}) has a complaint rate of "
+                f"{rate * 100:.2f} %, above {limit}")
+        click.secho(text, err=True, fg="red" if level == "alarm" else "yellow",
+                    color=sys.stderr.isatty())
 
 

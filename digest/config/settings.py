@@ -22,6 +22,7 @@ from dotenv import dotenv_values
 
 from digest.config import values
 from digest.config.errors import ConfigError
+from digest.config.feedback_settings import FeedbackSettings, read_feedback
 from digest.config.locales import available_locales
 from digest.config.values import Weekday
 
@@ -88,6 +89,7 @@ class Settings:
     # The schedule (delivery.schedule): local hour and the weekly digest's day.
     send_hour: int = 7
     weekly_day: Weekday = Weekday.MONDAY
+    feedback: FeedbackSettings = field(default_factory=FeedbackSettings)  # bounces, complaints
 
     @property
     def privacy_url(self) -> str:
@@ -259,6 +261,7 @@ def load_settings(
         weekly_day=r.convert("DIGEST_WEEKLY_DAY", Weekday.MONDAY, Weekday.parse,
                              "expected a day of the week", "set DIGEST_WEEKLY_DAY=monday "
                              "(or tuesday ... sunday)"),
+        feedback=read_feedback(r),
     )
     _check_combinations(settings)
     return settings

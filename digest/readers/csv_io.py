@@ -32,15 +32,14 @@ from digest.config.errors import DigestError, InvalidInput
 from digest.problems import Problem, ProblemLog
 from digest.readers.addresses import accept_address, clean_text, email_hash
 from digest.readers.csv_read import CsvRecords
-from digest.readers.lifecycle import (
-    as_dict,
+from digest.readers.fields import (
     clean_topics,
     parse_frequency,
     parse_send_hour,
     parse_status,
     parse_timezone,
-    suppression_key,
 )
+from digest.readers.lifecycle import as_dict, suppression_key
 from digest.store.models import (
     ConsentEvent,
     ConsentKind,

@@ -13,7 +13,6 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -21,7 +20,13 @@ from sqlalchemy.orm import Session
 
 from digest.config.errors import InvalidInput, NotFound, Suppressed
 from digest.readers.addresses import accept_address, clean_text, email_hash, normalize_email
+from digest.readers.fields import (
+    clean_topics,
+    parse_send_hour,
+    parse_timezone,
+)
 from digest.store.models import (
+    BounceEvent,
     ConsentEvent,
     ConsentKind,
     Delivery,
@@ -32,7 +37,6 @@ from digest.store.models import (
     Suppression,
     utcnow,
 )
-from digest.topics import parse_topics
 
 __all__ = [
     "Origin",
@@ -43,6 +47,8 @@ __all__ = [
     "find_subscriber",
     "get_subscriber",
     "is_suppressed",
+    "mark_bounced",
+    "mark_complained",
     "personal_data",
     "record_event",
     "suppress",
@@ -62,55 +68,6 @@ class Origin:
     ip: str | None = None
     user_agent: str | None = None
     detail: str | None = None
-
-
-def clean_topics(raw: str | Sequence[str] | None) -> list[str]:
-    """Topics as stored: ``parse_topics`` of text without control characters."""
-    if isinstance(raw, str):
-        return parse_topics(clean_text(raw))
-    return parse_topics([t for t in (clean_text(i) for i in raw or []) if t])
-
-
-def parse_frequency(raw: str | Frequency | None) -> Frequency:
-    if raw is None or raw == "":
-        return Frequency.DAILY
-    try:
-        return Frequency(str(raw).strip().lower())
-    except ValueError:
-        raise InvalidInput(f"unknown frequency {raw!r}", "use daily or weekly") from None
-
-
-def parse_timezone(raw: str | None) -> str | None:
-    """An IANA zone name, checked, or None."""
-    if raw is None or not raw.strip():
-        return None
-    try:
-        return ZoneInfo(raw.strip()).key
-    except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidInput(f"unknown timezone {raw!r}",
-                           "use an IANA name such as Europe/Bucharest") from None
-
-
-def parse_send_hour(raw: str | int | None) -> int | None:
-    """A local hour 0-23, or None (the reader follows DIGEST_SEND_HOUR)."""
-    if raw is None or str(raw).strip() == "":
-        return None
-    try:
-        hour = int(str(raw).strip().removesuffix(":00"))
-    except ValueError:
-        hour = -1
-    if not 0 <= hour <= 23:
-        raise InvalidInput(f"send hour {raw!r} is not an hour from 0 to 23",
-                           "give the local hour the digest should go out, e.g. 7 or 18")
-    return hour
-
-
-def parse_status(raw: str | SubscriberStatus) -> SubscriberStatus:
-    try:
-        return SubscriberStatus(str(raw).strip().lower())
-    except ValueError:
-        choices = ", ".join(s.value for s in SubscriberStatus)
-        raise InvalidInput(f"unknown status {raw!r}", f"use one of {choices}") from None
 
 
 def record_event(session: Session, subscriber: Subscriber | None, kind: ConsentKind,
@@ -258,13 +215,24 @@ def erase(session: Session, subscriber: Subscriber, origin: Origin) -> None:
     record_event(session, None, ConsentKind.ERASE, Origin(origin.source, detail=origin.detail))
 
 
-def mark_bounced(session: Session, subscriber: Subscriber, reply: str) -> None:
+def mark_bounced(session: Session, subscriber: Subscriber, reply: str,
+                 source: str = "smtp") -> None:
     """A hard bounce (5.1.x): stop mailing and suppress the address."""
     if subscriber.status is SubscriberStatus.BOUNCED:
         return
     subscriber.status = SubscriberStatus.BOUNCED
     suppress(session, subscriber.email, reason="bounced")
-    record_event(session, subscriber, ConsentKind.BOUNCE, Origin("smtp", detail=reply[:500]))
+    record_event(session, subscriber, ConsentKind.BOUNCE, Origin(source, detail=reply[:500]))
+
+
+def mark_complained(session: Session, subscriber: Subscriber, evidence: str, source: str) -> bool:
+    """A spam complaint: stop mailing, suppress, and record it as a withdrawal of consent."""
+    if subscriber.status is SubscriberStatus.COMPLAINED:
+        return False
+    subscriber.status = SubscriberStatus.COMPLAINED
+    suppress(session, subscriber.email, reason="complained")
+    record_event(session, subscriber, ConsentKind.COMPLAINT, Origin(source, detail=evidence[:500]))
+    return True
 
 
 def as_dict(subscriber: Subscriber) -> dict[str, Any]:
@@ -299,4 +267,9 @@ def personal_data(session: Session, subscriber: Subscriber) -> dict[str, Any]:
                         "sent_at": d.sent_at.isoformat() if d.sent_at else None,
                         "message_id": d.message_id, "article_ids": list(d.article_ids)}
                        for d in deliveries],
+        "bounces_and_complaints": [
+            {"kind": b.kind.value, "received_at": b.received_at.isoformat(), "status": b.status,
+             "diagnostic": b.diagnostic, "source": b.source, "edition_id": b.edition_id}
+            for b in session.scalars(select(BounceEvent).where(
+                BounceEvent.subscriber_id == subscriber.id).order_by(BounceEvent.id))],
     }

@@ -48,7 +48,7 @@ from digest.render.mime import (
     header_line,
     idna_domain,
 )
-from digest.render.tokens import Purpose, make_token
+from digest.render.tokens import Purpose, make_bounce_token, make_token
 from digest.render.values import (
     article_items,
     dateline,
@@ -108,8 +108,21 @@ class Renderer:
         self.domain = idna_domain(sender.domain)
         self.sender = f"{sender.username}@{self.domain}"
         self._from = format_mailbox(sender.display_name, self.sender)
+        # DIGEST_RETURN_PATH: a VERP envelope sender per delivery, split once here so each
+        # message only adds its token.
+        self._verp: tuple[str, str] | None = None
+        if settings.feedback.return_path:
+            local, _, domain = settings.feedback.return_path.rpartition("@")
+            self._verp = (f"{local}+", f"@{idna_domain(domain)}")
         self._reply_to = _mailbox_header(settings.reply_to) if settings.reply_to else None
         self._cache: OrderedDict[Digest, RenderedDigest] = OrderedDict()
+
+    def envelope_sender(self, edition_id: int, subscriber_id: int) -> str:
+        """MAIL FROM: ``bounces+TOKEN@domain`` with a return path, else DIGEST_FROM's address."""
+        if self._verp is None:
+            return self.sender
+        head, tail = self._verp
+        return head + make_bounce_token(self._secret, edition_id, subscriber_id) + tail
 
     def link(self, purpose: Purpose, subscriber_id: int) -> str:
         """The reader's unsubscribe or preferences page (these tokens never expire)."""
@@ -272,7 +285,8 @@ class RenderedDigest:
         if renderer.signs:
             data = head + self._body(values, wire=False)  # DKIM signs what the receiver stores
             wire = renderer.signature(data) + wire
-        return Outgoing(renderer.sender, recipient, message_id, wire)
+        sender = renderer.envelope_sender(self.digest.edition.id, reader.subscriber_id)
+        return Outgoing(sender, recipient, message_id, wire)
 
     def _body(self, values: dict[str, str], *, wire: bool) -> bytes:
         """The blank line and the body; ``wire``: dot-stuffed for SMTP DATA."""

@@ -1,5 +1,5 @@
 """SQLAlchemy 2 typed models: subscribers, consent, suppression, feeds, articles, editions,
-deliveries.
+deliveries, bounce events.
 
 All timestamps are stored as UTC and come back timezone-aware (``UTCDateTime``), on SQLite too.
 Enums are stored as short strings (no native enum types) so adding a state is a plain migration.
@@ -30,9 +30,18 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from digest.store.enums import (
+    BounceKind,
+    ConsentKind,
+    DeliveryState,
+    Frequency,
+    SubscriberStatus,
+)
+
 __all__ = [
     "Article",
     "Base",
+    "BounceEvent", "BounceKind",
     "ConsentEvent",
     "ConsentKind",
     "Delivery",
@@ -79,40 +88,6 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
             return None
         assert isinstance(value, dt.datetime)
         return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
-
-
-class SubscriberStatus(enum.StrEnum):
-    PENDING = "pending"
-    ACTIVE = "active"
-    UNSUBSCRIBED = "unsubscribed"
-    BOUNCED = "bounced"
-    COMPLAINED = "complained"
-
-
-class Frequency(enum.StrEnum):
-    DAILY = "daily"
-    WEEKLY = "weekly"
-
-
-class ConsentKind(enum.StrEnum):
-    SUBSCRIBE = "subscribe"
-    CONFIRM = "confirm"
-    UNSUBSCRIBE = "unsubscribe"
-    IMPORT = "import"
-    ERASE = "erase"
-    PREFERENCES = "preferences"
-    BOUNCE = "bounce"
-    COMPLAINT = "complaint"
-    RESUBSCRIBE = "resubscribe"
-
-
-class DeliveryState(enum.StrEnum):
-    PENDING = "pending"
-    SENDING = "sending"
-    SENT = "sent"
-    DEFERRED = "deferred"
-    FAILED = "failed"
-    SKIPPED = "skipped"
 
 
 def _enum(cls: type[enum.StrEnum]) -> Enum:
@@ -277,3 +252,26 @@ class Delivery(Base):
         UniqueConstraint("edition_id", "subscriber_id"),
         Index("ix_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
     )
+
+
+class BounceEvent(Base):
+    """One bounce or complaint for one recipient, with its evidence. (report_key, recipient) is
+    unique -- the report's Message-ID, a provider's event id or a hash -- so a report processed
+    twice is recorded once. Erasing the reader erases them (CASCADE): they are personal data."""
+
+    __tablename__ = "bounce_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    report_key: Mapped[str] = mapped_column(String(200))
+    recipient: Mapped[str] = mapped_column(String(320))
+    kind: Mapped[BounceKind] = mapped_column(_enum(BounceKind))
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True)
+    edition_id: Mapped[int | None] = mapped_column(
+        ForeignKey("editions.id", ondelete="SET NULL"), index=True)
+    status: Mapped[str | None] = mapped_column(String(20))  # 5.1.1; source: dsn, arf, ses ...
+    diagnostic: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(40))
+    action: Mapped[str] = mapped_column(String(40))  # what it changed: bounced, counted, ...
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    __table_args__ = (UniqueConstraint("report_key", "recipient"),)

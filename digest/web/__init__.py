@@ -3,7 +3,10 @@ in every email (confirm, unsubscribe, preferences), the privacy notice and the a
 
 ``create_app(settings)`` builds it; see ``digest.web.app`` for the paths and proxy setup.
 
-May import: config, store, topics, readers, render, transport.
+Provider webhooks (``/webhooks/ses``, ``/postmark``, ``/mailgun``, ``/sendgrid``) feed bounces
+and complaints to ``digest.feedback``.
+
+May import: config, store, topics, readers, render, transport, feedback.
 """
 
 from digest.web.app import create_app

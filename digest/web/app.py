@@ -7,6 +7,7 @@ Paths (the email renderer puts exactly these in every digest, so keep them)::
     GET  /unsubscribe/{token}      page with a button  POST: unsubscribes (RFC 8058 one-click)
     GET  /preferences/{token}      the reader's form   POST (+ /data, /delete)
     GET  /privacy  /archive  /archive/{edition_id}  /healthz  /static/digest.css
+    POST /webhooks/ses|postmark|mailgun|sendgrid    provider bounces and complaints
 
 A path in ``DIGEST_BASE_URL`` (``https://news.example.ro/digest``) is a public prefix. The app
 answers both with and without it, so a reverse proxy may strip it (``location /digest/ {
@@ -35,11 +36,12 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from digest.config.settings import Settings
+from digest.feedback.sns import SnsVerifier
 from digest.render.environment import make_environment
 from digest.render.i18n import N_
 from digest.store.engine import make_engine, make_sessionmaker
 from digest.store.models import utcnow
-from digest.web import links, pages, prefs, signup
+from digest.web import links, pages, prefs, signup, webhooks
 from digest.web.context import WebContext, path_prefix, web_context
 from digest.web.markup import status_name, strong, strong_address
 from digest.web.security import SECURITY_HEADERS, RateLimiter, SecurityHeadersMiddleware
@@ -100,11 +102,13 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 
 def create_app(settings: Settings, *, sessions: sessionmaker[Session] | None = None,
                clock: Callable[[], dt.datetime] = utcnow,
-               limiter: RateLimiter | None = None) -> Starlette:
+               limiter: RateLimiter | None = None,
+               sns: SnsVerifier | None = None) -> Starlette:
     """The reader-facing app. Refuses (``ConfigError``) without ``DIGEST_SECRET_KEY``.
 
     ``sessions`` defaults to a new engine on ``settings.database_url`` (disposed on shutdown);
-    ``clock`` and ``limiter`` are there so tests can move time and tighten the limit.
+    ``clock`` and ``limiter`` are there so tests can move time and tighten the limit, ``sns``
+    so they can verify SNS messages signed by a local certificate server.
     """
     secret = settings.require_secret_key()
     engine = None
@@ -127,11 +131,13 @@ def create_app(settings: Settings, *, sessions: sessionmaker[Session] | None = N
             engine.dispose()
 
     app = Starlette(
-        routes=[*signup.routes, *links.routes, *prefs.routes, *pages.routes],
+        routes=[*signup.routes, *links.routes, *prefs.routes, *pages.routes, *webhooks.routes],
         middleware=[Middleware(SecurityHeadersMiddleware),
                     Middleware(PrefixMiddleware, prefix=prefix)],
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
         lifespan=lifespan,
     )
     app.state.web = ctx
+    app.state.webhooks = webhooks.Webhooks(
+        sns or SnsVerifier(settings.feedback.ses_topic_arns))
     return app

@@ -21,13 +21,8 @@ from starlette.routing import Route
 
 from digest.config.errors import InvalidInput
 from digest.config.locales import language_of
-from digest.readers.lifecycle import (
-    Origin,
-    erase,
-    parse_send_hour,
-    personal_data,
-    update_preferences,
-)
+from digest.readers.fields import parse_send_hour
+from digest.readers.lifecycle import Origin, erase, personal_data, update_preferences
 from digest.render.i18n import N_
 from digest.render.tokens import Purpose
 from digest.store.models import Frequency, Subscriber

@@ -1,12 +1,12 @@
 """subscribers.send_hour and deliveries.cutoff: the reader's own hour and each delivery's cutoff
 
-Revision ID: i11b
+Revision ID: 0002
 Revises: 0001
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "i11b"
+revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
