@@ -16,7 +16,7 @@ printf 'email,name,topics\nana@exemplu.ro,Ana Bălan,sport\nion@bücher.de,Ștef
 "$work/venv/bin/digest" subscribers import people.csv
 second="$("$work/venv/bin/digest" subscribers import people.csv)"
 echo "$second"
-[[ "$second" == "imported 0, updated 0, unchanged 2, invalid 0, suppressed 0" ]]
+[[ "$second" == "imported 0, updated 0, unchanged 2, invalid 0, duplicate 0, suppressed 0" ]]
 "$work/venv/bin/digest" subscribers export | grep -q "Ștefan Mureșan"
 "$work/venv/bin/python" -c "import digest.render.environment as t; assert (t.BUILTIN_TEMPLATES / 'email' / 'digest.html.j2').is_file()"
 "$work/venv/bin/python" -c "
