@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
+import gc
 import os
 import socket
 import uuid
@@ -49,8 +50,15 @@ def database_url(tmp_path: Path) -> Iterator[str]:
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     sep = "&" if "?" in PG_URL else "?"
-    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    # Connections are named after the schema, so that whatever a test left open (an engine of
+    # a command run in-process, a killed sender's) is closed here: the server's connection
+    # slots are shared by the whole suite.
+    yield f"{PG_URL}{sep}application_name={schema}&options=-csearch_path%3D{schema}"
+    gc.collect()
     with admin.begin() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE application_name = :name AND pid <> pg_backend_pid()"),
+                     {"name": schema})
         conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()
 

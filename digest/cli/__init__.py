@@ -57,7 +57,8 @@ def main(ctx: click.Context) -> None:
     Exit codes: 0 done; 1 some work failed (the output says which); 2 usage or configuration
     error; 75 another run holds the lock. Each command's --help lists its own.
     """
-    ctx.obj = App()
+    ctx.obj = app = App()
+    ctx.call_on_close(app.close)  # a command leaves no database connection behind
 
 
 @main.command()

@@ -40,6 +40,12 @@ class App:
             self._settings = load_settings()
         return self._settings
 
+    def close(self) -> None:
+        """Close the database connections this command opened (if it opened any)."""
+        engine = self.__dict__.get("engine")
+        if isinstance(engine, Engine):
+            engine.dispose()
+
     @cached_property
     def engine(self) -> Engine:
         return make_engine(self.settings.database_url)
