@@ -254,7 +254,7 @@ def _join(settings: Any, n: int) -> dict[str, Any]:
 
 def _plan(settings: Any, n: int) -> dict[str, Any]:
     """Plan today's edition (``digest send`` before its first claim), nothing sent."""
-    from digest.run.commands import SendOptions, _plan
+    from digest.run.commands import SendOptions, plan_editions
     from digest.run.report import RunReport
     from digest.store.engine import make_engine
 
@@ -262,7 +262,7 @@ def _plan(settings: Any, n: int) -> dict[str, Any]:
     report = RunReport()
     cpu = _cpu_s()
     started = time.perf_counter()
-    _plan(engine, settings, SendOptions(), report)
+    plan_editions(engine, settings, SendOptions(), report)
     elapsed = time.perf_counter() - started
     assert report.planned == n, report.as_dict()
     return {"planned": report.planned, "seconds": elapsed, "cpu_s": _cpu_s() - cpu,
