@@ -4,6 +4,8 @@ planning, exclusive claims, stale and deferred rows, group-committed results."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import itertools
 import threading
 
 from sqlalchemy import Engine, event, select
@@ -11,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest.delivery.claims import claim, due_count, reclaim_orphans, release
 from digest.delivery.plan import ensure_edition, plan
-from digest.delivery.results import MAX_ATTEMPTS, Recorder, backoff
+from digest.delivery.results import _OTHER, _SENT, MAX_ATTEMPTS, Recorder, backoff
 from digest.delivery.snapshots import readers_for
 from digest.delivery.status import status
 from digest.readers.lifecycle import add_subscriber, is_suppressed
@@ -190,3 +192,35 @@ def test_backoff_doubles_with_jitter_and_gives_up(engine: Engine,
     with sessions() as session:
         row = session.scalars(select(Delivery)).one()
         assert row.state is DeliveryState.FAILED and "gave up after 8" in (row.smtp_reply or "")
+
+
+def test_the_fast_result_writes_store_what_sqlalchemy_would(
+        engine: Engine, sessions: sessionmaker[Session]) -> None:
+    """SQLite and PostgreSQL write results with their own plain statements (executemany of
+    stored values; unnest arrays): each row must come out exactly as the generic statements
+    (SQLAlchemy's type processing) store it, down to the stored text of every timestamp."""
+    _subscribers(sessions, 6)
+    with engine.begin() as conn:
+        edition_id, _ = ensure_edition(conn, Frequency.DAILY, DAY)
+        plan(conn, edition_id, Frequency.DAILY)
+        claims = claim(conn, "w", 6, claim_timeout=600)
+    at = dt.datetime(2026, 11, 27, 6, 30, 0, 0, tzinfo=dt.UTC)  # no microseconds: still stored
+    fast, generic = (Recorder(engine, clock=functools.partial(next, itertools.cycle(
+        [at, at + dt.timedelta(microseconds=7), at + dt.timedelta(hours=3)])),
+        rng=lambda: 0.5) for _ in range(2))
+    for recorder, (one, two, three) in ((fast, claims[:3]), (generic, claims[3:])):
+        recorder.sent(one, at, "<digest.1.1@example.ro>", 250, "2.0.0 OK", [3, 1])
+        recorder.deferred(two, 451, "4.3.0 try later")
+        recorder.failed(three, 550, "5.7.1 rejected: policy")
+    with engine.begin() as conn:
+        fast.take().write(conn)
+        rows = generic.take()
+        conn.execute(_SENT, rows.sent)
+        conn.execute(_OTHER, rows.other)
+    columns = "state, attempts, sent_at, next_attempt_at, updated_at, message_id, smtp_code, " \
+              "smtp_reply, claimed_by, article_ids"
+    with engine.connect() as conn:
+        stored = [tuple(str(v) for v in row) for row in conn.exec_driver_sql(
+            f"SELECT {columns} FROM deliveries ORDER BY id")]
+    assert stored[:3] == stored[3:]
+    assert stored[0][0] == "sent" and stored[1][0] == "deferred" and stored[2][0] == "failed"

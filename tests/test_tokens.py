@@ -7,7 +7,15 @@ import datetime as dt
 
 import pytest
 
-from digest.render.tokens import CONFIRM_MAX_AGE_DAYS, InvalidToken, Purpose, make_token, read_token
+from digest.render.tokens import (
+    CONFIRM_MAX_AGE_DAYS,
+    InvalidToken,
+    Purpose,
+    make_bounce_token,
+    make_token,
+    read_bounce_token,
+    read_token,
+)
 
 SECRET = "token-test-secret-0123456789"
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
@@ -94,3 +102,19 @@ def test_bounce_tokens_fit_a_local_part_and_survive_lower_casing() -> None:
             read_bounce_token(SECRET, bad)
     with pytest.raises(InvalidToken):
         read_bounce_token("another secret", token)
+
+
+def test_tokens_made_by_earlier_versions_still_read_and_are_made_alike() -> None:
+    """Links already in readers' inboxes: whatever changes in how tokens are computed, these
+    (made by the first release) must still be read, and made identically."""
+    secret = "test-secret-key-0123456789abcdef"
+    made = [(Purpose.UNSUBSCRIBE, 42, None, "HJ9c5fhp-oYtR1-4bYCPLUW-AzNgHplcmQIzyQiEP-JgKK67"),
+            (Purpose.PREFERENCES, 2**40 + 3, None,
+             "b0qk-YhP4Zcb0LQ2af51niiHS4F6ACeLDZ8nvh61W9B4bLI_"),
+            (Purpose.CONFIRM, 7, dt.datetime(2026, 12, 1, tzinfo=dt.UTC),
+             "ouzxmkZUC5xijcku3BWkFXp9l-NB5QEQ5peugacvC3I4CrMe")]
+    for purpose, subscriber_id, now, token in made:
+        assert make_token(secret, purpose, subscriber_id, now=now) == token
+        assert read_token(secret, purpose, token, now=now) == subscriber_id
+    assert make_bounce_token(secret, 12, 34567) == "jtzjfnafzuis3ki2zsbpbgtpuhhbvtuf"
+    assert read_bounce_token(secret, "JTZJFNAFZUIS3KI2ZSBPBGTPUHHBVTUF") == (12, 34567)

@@ -85,8 +85,39 @@ FROM unnest(CAST(:ids AS integer[]), CAST(:states AS text[]), CAST(:attempts AS 
 WHERE d.id = v.id""")
 
 
+# SQLite: the same UPDATEs as plain executemany with values already in stored form -- the
+# DBAPI's own loop in C, without SQLAlchemy's per-value processing (three quarters of the
+# write's time, measured). The stored forms are UTCDateTime's (naive UTC, as SQLAlchemy's
+# SQLite DATETIME writes it), the enum's value and JSON's ``json.dumps``.
+_SENT_SQLITE = (f"UPDATE {D.name} SET state = ?, sent_at = ?, message_id = ?, smtp_code = ?, "
+                "smtp_reply = ?, article_ids = ?, attempts = attempts + 1, "
+                "next_attempt_at = NULL, updated_at = ? WHERE id = ?")
+_OTHER_SQLITE = (f"UPDATE {D.name} SET state = ?, attempts = ?, next_attempt_at = ?, "
+                 "smtp_code = ?, smtp_reply = ?, claimed_by = NULL, updated_at = ? WHERE id = ?")
+
+
 def _naive(when: dt.datetime | None) -> dt.datetime | None:
     return None if when is None else when.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def _stored(when: dt.datetime | None) -> str | None:
+    """A timestamp as SQLAlchemy stores it in SQLite: naive UTC, always with microseconds."""
+    naive = _naive(when)
+    return None if naive is None else naive.isoformat(" ", "microseconds")
+
+
+def _write_sqlite(conn: Connection, sent: list[dict[str, Any]],
+                  other: list[dict[str, Any]]) -> None:
+    state = DeliveryState.SENT.value
+    if sent:
+        conn.exec_driver_sql(_SENT_SQLITE, [
+            (state, at, r["b_message_id"], r["b_code"], r["b_reply"],
+             json.dumps(r["b_articles"]), at, r["b_id"])
+            for r in sent for at in (_stored(r["b_at"]),)])
+    if other:
+        conn.exec_driver_sql(_OTHER_SQLITE, [
+            (r["b_state"].value, r["b_attempts"], _stored(r["b_next"]), r["b_code"],
+             r["b_reply"], _stored(r["b_at"]), r["b_id"]) for r in other])
 
 
 def _write_pg(conn: Connection, sent: list[dict[str, Any]], other: list[dict[str, Any]]) -> None:
@@ -128,9 +159,11 @@ class Results:
     def write(self, conn: Connection) -> None:
         """Write them all on ``conn`` (the caller's transaction): ``executemany`` UPDATEs,
         or on PostgreSQL one UPDATE per kind of result."""
-        postgres = conn.dialect.name == "postgresql"
-        if postgres:
+        dialect = conn.dialect.name
+        if dialect == "postgresql":
             _write_pg(conn, self.sent, self.other)
+        elif dialect == "sqlite":
+            _write_sqlite(conn, self.sent, self.other)
         elif self.sent:
             conn.execute(_SENT, self.sent)
         if self.sent:
@@ -139,7 +172,7 @@ class Results:
                                              or_(S.c.last_digest_at.is_(None),
                                                  S.c.last_digest_at < cutoff))
                              .values(last_digest_at=cutoff))
-        if self.other and not postgres:
+        if self.other and dialect not in ("postgresql", "sqlite"):
             conn.execute(_OTHER, self.other)
         if self.bounces:
             with Session(bind=conn) as session:

@@ -108,5 +108,5 @@ def inactive_among(conn: Connection, subscriber_ids: Sequence[int]) -> set[int]:
     for start in range(0, len(ids), 1000):
         chunk = ids[start:start + 1000]
         active.update(conn.scalars(select(S.c.id).where(
-            S.c.id.in_(chunk), S.c.status == SubscriberStatus.ACTIVE)))
+            id_in(conn, S.c.id, chunk), S.c.status == SubscriberStatus.ACTIVE)))
     return set(ids) - active

@@ -48,14 +48,33 @@ class InvalidToken(DigestError, ValueError):
     exit_code = 2
 
 
+class _Prf:
+    """HMAC-SHA256 under one key, with the key's two padded blocks hashed once (RFC 2104:
+    H(K^opad || H(K^ipad || m))): each call then copies two hash states instead of setting
+    the key up again -- 0.9 us instead of 2.4 us, six calls per message (bench/send.py)."""
+
+    def __init__(self, key: bytes) -> None:
+        block = key.ljust(64, b"\0")  # a SHA-256 key is 32 bytes: never longer than a block
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+
+    def __call__(self, data: bytes, size: int) -> bytes:
+        inner = self._inner.copy()
+        inner.update(data)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()[:size]
+
+
 @functools.lru_cache(maxsize=64)
-def _key(secret: str, label: str) -> bytes:
+def _key(secret: str, label: str) -> _Prf:
     # Cached: the bulk sender makes two tokens per message, 100,000s per run.
-    return hmac.digest(secret.encode(), f"digest-token-v1:{label}".encode(), hashlib.sha256)
+    return _Prf(hmac.digest(secret.encode(), f"digest-token-v1:{label}".encode(),
+                            hashlib.sha256))
 
 
-def _prf(key: bytes, data: bytes, size: int) -> bytes:
-    return hmac.digest(key, data, hashlib.sha256)[:size]
+def _prf(key: _Prf, data: bytes, size: int) -> bytes:
+    return key(data, size)
 
 
 def _xor(a: bytes, b: bytes) -> bytes:

@@ -49,6 +49,7 @@ __all__ = ["Journal", "journal_folder", "reconcile", "record"]
 D = cast(Table, Delivery.__table__)
 SEGMENT_BYTES = 4 * 1024 * 1024  # a new segment after this much: old ones can be deleted
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_LINE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # made once, not per line
 
 
 def journal_folder(lock_file: Path) -> Path:
@@ -84,6 +85,7 @@ class Journal:
         fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a fresh name: never held
         os.write(self._lock, worker.encode())  # the claimant name, for reconcile
         self.count = 0  # replies written so far
+        self._cutoff: tuple[dt.datetime | None, str] = (None, "")  # the last one, formatted
         self._closed: list[tuple[Path, int]] = []  # full segments and their last count
         self._segment = 0
         self._fd, self._path = self._open_segment()
@@ -97,10 +99,11 @@ class Journal:
     def write(self, c: Claim, reply: Reply, cutoff: dt.datetime, message_id: str,
               article_ids: Iterable[int]) -> None:
         """One line, one ``write()``: in the page cache when this returns."""
-        line = json.dumps([c.delivery_id, c.edition_id, c.subscriber_id, c.attempts,
-                           reply.outcome.value, reply.code, reply.text, cutoff.isoformat(),
-                           message_id, list(article_ids)], ensure_ascii=False,
-                          separators=(",", ":")).encode() + b"\n"
+        if cutoff is not self._cutoff[0]:  # one or a few per run
+            self._cutoff = (cutoff, cutoff.isoformat())
+        line = _LINE.encode([c.delivery_id, c.edition_id, c.subscriber_id, c.attempts,
+                             reply.outcome.value, reply.code, reply.text, self._cutoff[1],
+                             message_id, list(article_ids)]).encode() + b"\n"
         os.write(self._fd, line)
         self.count += 1
         self._size += len(line)

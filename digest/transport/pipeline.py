@@ -7,9 +7,8 @@ over every message, and its protocol parses one reply per command, so it cannot 
 the connection is ready, ``SmtpSession.take_over`` therefore moves the connection's asyncio
 transport to ``ReplyReader`` (``transport.set_protocol``): a small protocol that parses every
 reply the server sends, several per read, in order. It relies only on aiosmtplib's public
-``SMTP.transport``, ``ehlo()``, ``is_ehlo_or_helo_needed`` and ``supports_extension`` (aiosmtplib
->=3,<6, see pyproject). The message arrives in DATA form already (``render.message``: CRLF,
-dot-stuffed, terminated), so it is written as it is.
+``SMTP.transport``, ``ehlo()``, ``is_ehlo_or_helo_needed``, ``supports_extension`` (aiosmtplib
+>=3,<6). The message comes in DATA form (``render.message``) and is written as it is.
 
 One transaction, pipelined::
 
@@ -32,7 +31,6 @@ every reply goes through ``transport.replies.classify``.
 from __future__ import annotations
 
 import asyncio
-import enum
 from collections import deque
 from typing import Protocol
 
@@ -43,13 +41,6 @@ from digest.transport.replies import Outcome, Reply, ReplyCode, Stage, classifie
 __all__ = ["Envelope", "ReplyReader", "SessionLost", "SmtpSession", "envelope_commands"]
 
 _MAX_PENDING = 64 * 1024  # bytes of reply text not yet a full line: a broken server
-
-
-class Code(enum.IntEnum):
-    """Reply codes the session itself acts on (RFC 5321 section 4.2)."""
-
-    START_MAIL_INPUT = 354
-    CLOSING = 221
 
 
 class Envelope(Protocol):
@@ -92,6 +83,7 @@ class ReplyReader(asyncio.Protocol):
         self._replies: deque[tuple[int, str]] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self.lost: str | None = None  # why the connection is no longer usable
+        self._loop = asyncio.get_running_loop()
         transport.set_protocol(self)
 
     def data_received(self, data: bytes) -> None:
@@ -130,6 +122,10 @@ class ReplyReader(asyncio.Protocol):
         self.transport.close()
         self._wake()
 
+    def _time_out(self, waiter: asyncio.Future[None], timeout: float) -> None:
+        if not waiter.done():
+            self._fail(f"no reply within {timeout:g} s")
+
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
@@ -137,13 +133,13 @@ class ReplyReader(asyncio.Protocol):
     async def reply(self, timeout: float) -> tuple[int, str]:
         """The next reply; SessionLost when there is none (drop, timeout, garbage)."""
         if not self._replies and self.lost is None:
-            self._waiter = asyncio.get_running_loop().create_future()
+            # A plain timer (not asyncio.timeout): cheaper, once or twice per message.
+            waiter = self._waiter = self._loop.create_future()
+            timer = self._loop.call_later(timeout, self._time_out, waiter, timeout)
             try:
-                async with asyncio.timeout(timeout):
-                    await self._waiter
-            except TimeoutError:
-                self._fail(f"no reply within {timeout:g} s")
+                await waiter
             finally:
+                timer.cancel()
                 self._waiter = None
         if self._replies:
             return self._replies.popleft()
@@ -240,7 +236,7 @@ class SmtpSession:
 
     async def _data_reply(self, failed: Reply | None) -> Reply | None:
         code, text = await self.reader.reply(self.timeout)
-        if code == Code.START_MAIL_INPUT:
+        if code == ReplyCode.START_MAIL_INPUT:
             if failed is None:
                 self._in_data = True
                 return None

@@ -22,6 +22,7 @@ class ReplyCode(enum.IntEnum):
     """The SMTP reply codes the rules single out (RFC 5321 section 4.2.3)."""
 
     OK = 250
+    START_MAIL_INPUT = 354  # DATA accepted: the message may follow
     SERVICE_NOT_AVAILABLE = 421  # the server is closing the connection
     TEMPORARY_AUTH_FAILURE = 454  # also what throttling providers answer
     BAD_SEQUENCE = 503  # the session lost its place (a proxy, a pipelining bug): not the reader
