@@ -373,18 +373,21 @@ def _measure(url: str, n: int, ports: tuple[int, int], args: argparse.Namespace,
         if args.plan_only:
             return {"n": n, "database": database_url.split(":")[0],
                     "plan": _run_child("plan", n, database_url, ports[0], args)}
-        ceiling = _run_child("ceiling", n, database_url, ports[0], args)
-        piped = _run_child("e2e", n, database_url, ports[0], args)
-        _reset(database_url)
-        lock_step = _run_child("e2e", n, database_url, ports[1], args)
-        joined = []
+        result: dict[str, Any] = {"n": n, "concurrency": args.concurrency,
+                                  "database": database_url.split(":")[0], "join": []}
+        if "ceiling" in args.kinds:
+            result["ceiling"] = _run_child("ceiling", n, database_url, ports[0], args)
+        for kind, port in (("pipelined", ports[0]), ("lock_step", ports[1])):
+            if kind.replace("_", "-") in args.kinds:
+                _reset(database_url)
+                result[kind] = _run_child("e2e", n, database_url, port, args)
+                if "ceiling" in result:
+                    result[f"ratio_{kind}"] = (result[kind]["msg_per_s"]
+                                               / result["ceiling"]["msg_per_s"])
         for k in args.join if database_url.startswith("postgresql") else ():
             _reset(database_url)
-            joined.append(_run_joined(k, n, database_url, ports[0], args))
-    return {"n": n, "concurrency": args.concurrency, "database": database_url.split(":")[0],
-            "ceiling": ceiling, "pipelined": piped, "lock_step": lock_step, "join": joined,
-            "ratio_pipelined": piped["msg_per_s"] / ceiling["msg_per_s"],
-            "ratio_lock_step": lock_step["msg_per_s"] / ceiling["msg_per_s"]}
+            result["join"].append(_run_joined(k, n, database_url, ports[0], args))
+    return result
 
 
 def _line(result: dict[str, Any]) -> str:
@@ -393,20 +396,26 @@ def _line(result: dict[str, Any]) -> str:
         plan = result["plan"]
         return (f"{head}  planned {plan['planned']:,} deliveries in {plan['seconds']:.1f} s "
                 f"(CPU {plan['cpu_s']:.1f} s, peak RSS {plan['peak_rss_mb']:.0f} MB)")
-    c, p, q = result["ceiling"], result["pipelined"], result["lock_step"]
-    lines = [
-        f"{head}  ceiling (aiosmtplib) {c['msg_per_s']:7.0f} msg/s "
-        f"{c['cpu_us_per_msg']:5.0f} µs CPU/msg  message {c['message_bytes']:,} B",
-        f"{'':31}pipelined   {p['msg_per_s']:7.0f} msg/s {p['cpu_us_per_msg']:5.0f} µs CPU/msg "
-        f"= {result['ratio_pipelined']:.2f} x ceiling  peak RSS {p['peak_rss_mb']:.0f} MB",
-        f"{'':31}lock-step   {q['msg_per_s']:7.0f} msg/s {q['cpu_us_per_msg']:5.0f} µs CPU/msg "
-        f"= {result['ratio_lock_step']:.2f} x ceiling  peak RSS {q['peak_rss_mb']:.0f} MB"]
+    parts = []
+    if "ceiling" in result:
+        c = result["ceiling"]
+        parts.append(f"ceiling (aiosmtplib) {c['msg_per_s']:7.0f} msg/s "
+                     f"{c['cpu_us_per_msg']:5.0f} µs CPU/msg  message {c['message_bytes']:,} B")
+    for kind in ("pipelined", "lock_step"):
+        if kind in result:
+            r = result[kind]
+            ratio = (f"= {result[f'ratio_{kind}']:.2f} x ceiling  "
+                     if f"ratio_{kind}" in result else "")
+            parts.append(f"{kind.replace('_', '-'):<11} {r['msg_per_s']:7.0f} msg/s "
+                         f"{r['cpu_us_per_msg']:5.0f} µs CPU/msg {ratio}"
+                         f"peak RSS {r['peak_rss_mb']:.0f} MB")
     for j in result["join"]:
-        lines.append(f"{'':31}--join x{j['senders']}   {j['msg_per_s']:7.0f} msg/s "
-                     f"{j['cpu_us_per_msg']:5.0f} µs CPU/msg (all senders)  "
-                     f"= {j['msg_per_s'] / p['msg_per_s']:.2f} x one sender  "
+        one = (f"= {j['msg_per_s'] / result['pipelined']['msg_per_s']:.2f} x one sender  "
+               if "pipelined" in result else "")
+        parts.append(f"--join x{j['senders']}   {j['msg_per_s']:7.0f} msg/s "
+                     f"{j['cpu_us_per_msg']:5.0f} µs CPU/msg (all senders)  {one}"
                      f"split {j['per_sender']}")
-    return "\n".join(lines)
+    return f"{head}  " + f"\n{'':31}".join(parts)
 
 
 def main() -> None:
@@ -424,6 +433,9 @@ def main() -> None:
                              "(a schema the bench creates and drops); default sqlite "
                              "(env BENCH_DATABASES)")
     parser.add_argument("--join", default="", help="PostgreSQL: also N joined senders, e.g. 2,4")
+    parser.add_argument("--kinds", default="ceiling,pipelined,lock-step",
+                        help="which measurements (default all three); e.g. `--kinds pipelined "
+                             "-n 1000000 --compare 100000` for peak RSS alone")
     parser.add_argument("--plan-only", action="store_true",
                         help="time planning N deliveries, send nothing")
     parser.add_argument("--return-path", default=None,
@@ -434,6 +446,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.join = [int(k) for k in args.join.split(",") if k.strip()]
+    args.kinds = {k.strip() for k in args.kinds.split(",")}
     if args.child:
         args.database_url = args.databases
         _child(args)
@@ -455,7 +468,7 @@ def main() -> None:
                     results.append(_measure(url.strip(), n, ports, args, Path(folder)))
                     if not args.json:
                         print(_line(results[-1]), flush=True)
-                if len(sizes) == 2:
+                if len(sizes) == 2 and "pipelined" in args.kinds:
                     big, small = results[-2]["pipelined"], results[-1]["pipelined"]
                     growth = big["peak_rss_mb"] - small["peak_rss_mb"]
                     summary.setdefault("rss_growth_mb", {})[results[-1]["database"]] = growth

@@ -3,6 +3,7 @@ JSON, the lock, and real processes -- two at once, and one killed with SIGKILL m
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -185,3 +186,26 @@ def test_sigkill_mid_run_then_rerun_loses_nothing(settings: Settings, tmp_path: 
     for rcpt in duplicates:  # a duplicate is the very same message
         assert len({handler.message(rcpt, i)["Message-ID"]
                     for i in range(len(duplicates[rcpt]))}) == 1
+
+
+def test_what_is_left_counts_every_edition_of_an_hourly_run(  # type: ignore[no-untyped-def]
+        invoke, settings: Settings, sessions: sessionmaker[Session]) -> None:
+    """At 17:30 UTC it is 07:30 on two dates: Kiritimati (UTC+14) and UTC-10 get editions of
+    different days in one run. A deferred reader of the *older* edition is still left after
+    a rerun that attempted nothing: the exit code and the summary say so."""
+    at = "2026-12-06T17:30:00+00:00"
+    add_articles(sessions, before=dt.datetime.fromisoformat(at))
+    add_readers(sessions, ["tarziu@example.ro"], timezone="Etc/GMT+10", send_hour=7)
+    add_readers(sessions, ["devreme@example.ro"], timezone="Pacific/Kiritimati", send_hour=7)
+    handler = FaultHandler(script={"tarziu@example.ro": ["451 4.3.0 greylisted"]})
+    with fault_server(handler) as (_, port):
+        s = replace(settings, smtp_port=port)
+        code, out, _ = invoke(s, "send", "--at", at, "--format", "json")
+        report = json.loads(out)
+        assert code == 1 and report["sent"] == 1 and report["deferred"] == 1, out
+        assert len(report["editions"]) == 2, out
+        code, out, _ = invoke(s, "send", "--at", "2026-12-06T17:40:00+00:00", "--format", "json")
+        report = json.loads(out)
+        assert report["sent"] == report["deferred"] == 0, out  # its retry is not due yet
+        assert code == 1 and report["left_deferred"] == 1, out
+    assert sorted(handler.accepted) == ["devreme@example.ro"]

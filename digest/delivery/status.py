@@ -4,6 +4,7 @@ edition still has to do after a run (``unfinished``), which decides the run's ex
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -45,15 +46,16 @@ class Unfinished:
         return bool(self.pending or self.deferred)
 
 
-def unfinished(conn: Connection, edition_id: int) -> Unfinished:
-    """How many of the edition's deliveries are still pending or deferred, read from the
-    ledger (not from what one run saw: a rerun that attempted nothing still leaves them)."""
+def unfinished(conn: Connection, edition_ids: Sequence[int]) -> Unfinished:
+    """How many deliveries of these editions (a run's: one, or one per due group) are still
+    pending or deferred, read from the ledger (not from what one run saw: a rerun that
+    attempted nothing still leaves them)."""
     counts = {DeliveryState(state): count for state, count in conn.execute(
         select(D.c.state, func.count()).where(
-            D.c.edition_id == edition_id,
+            D.c.edition_id.in_(edition_ids),
             D.c.state.in_([DeliveryState.PENDING, DeliveryState.DEFERRED]))
         .group_by(D.c.state))}
     retry = conn.scalar(select(func.min(D.c.next_attempt_at)).where(
-        D.c.edition_id == edition_id, D.c.state == DeliveryState.DEFERRED))
+        D.c.edition_id.in_(edition_ids), D.c.state == DeliveryState.DEFERRED))
     return Unfinished(pending=counts.get(DeliveryState.PENDING, 0),
                       deferred=counts.get(DeliveryState.DEFERRED, 0), next_retry_at=retry)

@@ -152,13 +152,15 @@ def _send_locked(engine: Engine, settings: Settings, options: SendOptions, repor
 
 
 def _count_left(engine: Engine, report: RunReport) -> None:
-    """What the edition still has to do, from the ledger: the exit code and the summary say
-    so even when this run attempted none of it (deferred rows whose retry is not due yet)."""
+    """What the run's editions (all of them: an hourly run may have several) still have to
+    do, from the ledger: the exit code and the summary say so even when this run attempted
+    none of it (deferred rows whose retry is not due yet)."""
     if report.edition_id is None:
         return
     try:
         with engine.begin() as conn:
-            report.left = unfinished(conn, report.edition_id)
+            report.left = unfinished(conn, sorted(
+                {e["id"] for e in report.editions if e["id"] is not None} | {report.edition_id}))
     except DBAPIError:
         if report.error is None:  # the database went away while the run was stopping: keep
             raise                 # the error that stopped it, which says so
