@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Connection, Integer, Table, any_, bindparam, select
@@ -86,17 +86,19 @@ def readers_for(conn: Connection, subscriber_ids: Sequence[int], since: dt.datet
         received[sid].update(article_ids or ())
     readers: dict[int, ReaderView] = {}
     inactive: set[int] = set()
-    for row in conn.execute(select(S.c.id, S.c.email, S.c.name, S.c.topics, S.c.frequency,
-                                   S.c.plain_text_only, S.c.last_digest_at, S.c.status,
-                                   S.c.locale)
-                            .where(id_in(conn, S.c.id, subscriber_ids))):
-        if row.status != SubscriberStatus.ACTIVE:
-            inactive.add(row.id)
-        readers[row.id] = ReaderView(
-            subscriber_id=row.id, email=row.email, name=row.name,
-            topics=frozenset(row.topics or ()), frequency=row.frequency,
-            plain_text_only=row.plain_text_only, last_digest_at=row.last_digest_at,
-            received_article_ids=frozenset(received.get(row.id, ())), locale=row.locale)
+    nothing: frozenset[Any] = frozenset()
+    # Rows unpacked as tuples and views made positionally: once per reader of a send, where
+    # attribute lookups on rows and keyword arguments were a third of the time.
+    for sid, email, name, topics, frequency, plain_text, last, state, locale in conn.execute(
+            select(S.c.id, S.c.email, S.c.name, S.c.topics, S.c.frequency, S.c.plain_text_only,
+                   S.c.last_digest_at, S.c.status, S.c.locale)
+            .where(id_in(conn, S.c.id, subscriber_ids))):
+        if state is not SubscriberStatus.ACTIVE:
+            inactive.add(sid)
+        got = received.get(sid)
+        readers[sid] = ReaderView(sid, email, name, frozenset(topics) if topics else nothing,
+                                  frequency, plain_text, last,
+                                  frozenset(got) if got else nothing, locale)
     return readers, inactive
 
 
