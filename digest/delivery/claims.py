@@ -93,11 +93,20 @@ def claim(conn: Connection, worker: str, n: int, *, claim_timeout: float,
 def due_count(conn: Connection, *, claim_timeout: float,
               retry_deferred_before: dt.datetime | None = None,
               now: dt.datetime | None = None) -> int:
+    """How many rows ``claim`` would hand out now (for the progress bar).
+
+    One count per state, summed: one count of the whole ``OR`` made SQLite gather the row ids
+    of every match in memory to merge its index scans (+23 MB of peak RSS at 1,000,000
+    pending deliveries, ``bench/send.py --kinds pipelined``)."""
     now = now or utcnow()
     stale_before = now - dt.timedelta(seconds=claim_timeout)
-    due = or_(D.c.state == DeliveryState.PENDING,
-              _retry(now, stale_before, retry_deferred_before))
-    return conn.scalar(select(func.count()).select_from(D).where(due)) or 0
+    retry = _retry(now, stale_before, retry_deferred_before)
+    total = 0
+    for state in (DeliveryState.PENDING, DeliveryState.DEFERRED, DeliveryState.SENDING):
+        where = D.c.state == state if state is DeliveryState.PENDING else and_(
+            D.c.state == state, retry)
+        total += conn.scalar(select(func.count()).select_from(D).where(where)) or 0
+    return total
 
 
 def reclaim_orphans(conn: Connection) -> int:
