@@ -7,6 +7,7 @@ import datetime as dt
 import functools
 import itertools
 import threading
+from typing import Any
 
 from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -14,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest.delivery.claims import claim, due_count, reclaim_orphans, release
 from digest.delivery.plan import ensure_edition, plan
 from digest.delivery.results import _OTHER, _SENT, MAX_ATTEMPTS, Recorder, backoff
-from digest.delivery.snapshots import readers_for
+from digest.delivery.snapshots import inactive_among, readers_for
 from digest.delivery.status import status
 from digest.readers.lifecycle import add_subscriber, is_suppressed
 from digest.store.models import (
@@ -224,3 +225,32 @@ def test_the_fast_result_writes_store_what_sqlalchemy_would(
             f"SELECT {columns} FROM deliveries ORDER BY id")]
     assert stored[:3] == stored[3:]
     assert stored[0][0] == "sent" and stored[1][0] == "deferred" and stored[2][0] == "failed"
+
+
+def test_the_status_check_during_a_send_looks_readers_up_by_key(
+        engine: Engine, sessions: sessionmaker[Session]) -> None:
+    """``inactive_among`` runs several times a second during a send: on a table the planner
+    knows nothing about (a fresh import), it must still be primary-key lookups, never a walk
+    of every active reader (88 ms per call at 20,000 readers on PostgreSQL)."""
+    ids = _subscribers(sessions, 50)
+    with sessions.begin() as session:
+        session.get(Subscriber, ids[3]).status = SubscriberStatus.UNSUBSCRIBED  # type: ignore[union-attr]
+    plans: list[str] = []
+
+    def explain(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.startswith("SELECT subscribers.id"):
+            cursor.execute(("EXPLAIN " if engine.dialect.name == "postgresql"
+                            else "EXPLAIN QUERY PLAN ") + statement, parameters)
+            plans.append(" ".join(str(row[-1]) for row in cursor.fetchall()))
+
+    event.listen(engine, "before_cursor_execute", explain)
+    try:
+        with engine.connect() as conn:
+            assert inactive_among(conn, ids[:10]) == {ids[3]}
+    finally:
+        event.remove(engine, "before_cursor_execute", explain)
+    # Nothing about the status in the plan: neither its index nor a filter on it (SQLite:
+    # rowid lookups; PostgreSQL: the key, or a scan of this tiny table).
+    assert plans and all("status" not in plan for plan in plans), plans
+    if engine.dialect.name == "sqlite":
+        assert all("INTEGER PRIMARY KEY" in plan for plan in plans), plans

@@ -104,11 +104,17 @@ def readers_for(conn: Connection, subscriber_ids: Sequence[int], since: dt.datet
 
 def inactive_among(conn: Connection, subscriber_ids: Sequence[int]) -> set[int]:
     """Which of ``subscriber_ids`` may no longer be mailed (not active, or erased): the check
-    made just before their messages go out. Primary-key lookups, in chunks."""
+    made just before their messages go out, several times a second during a send.
+
+    Primary-key lookups only, in chunks; the status is tested here, not in the query: with
+    ``status = 'active'`` in it, PostgreSQL on a table not analyzed yet (a fresh import) went
+    through the status index and tested every active reader against the array -- 88 ms per
+    call at 20,000 readers, which starved the claims queued behind it."""
     ids = list(dict.fromkeys(subscriber_ids))
     active: set[int] = set()
     for start in range(0, len(ids), 1000):
         chunk = ids[start:start + 1000]
-        active.update(conn.scalars(select(S.c.id).where(
-            id_in(conn, S.c.id, chunk), S.c.status == SubscriberStatus.ACTIVE)))
+        active.update(sid for sid, state in conn.execute(
+            select(S.c.id, S.c.status).where(id_in(conn, S.c.id, chunk)))
+            if state is SubscriberStatus.ACTIVE)
     return set(ids) - active
