@@ -97,7 +97,8 @@ def test_faults_end_in_the_right_state_and_reruns_finish(settings: Settings,
         script={"cititor1@example.ro": ["550 5.1.1 <cititor1@example.ro>: no such user"],
                 "cititor2@example.ro": ["451 4.3.0 try later", "452 4.3.1 full queue"],
                 "cititor3@example.ro": ["454 4.7.0 slow down"],
-                "cititor4@example.ro": ["552 5.2.2 mailbox full"]},
+                # a NUL in a reply (PostgreSQL text cannot hold one): dropped, still recorded
+                "cititor4@example.ro": ["552 5.2.2 mailbox\0 full"]},
         drop_at={2}, cut_at={4}, slow={"cititor11@example.ro": 1.2})
     with fault_server(handler) as (_, port):
         s = _at(settings, port, smtp_timeout=0.6, send_concurrency=2, batch_size=5)
@@ -114,6 +115,8 @@ def test_faults_end_in_the_right_state_and_reruns_finish(settings: Settings,
                                       .where(Subscriber.email == READERS[1])).one()
             assert bounced.status is SubscriberStatus.BOUNCED
             assert is_suppressed(session, bounced.email)
+            assert session.scalars(select(Delivery.smtp_reply).join(Subscriber).where(
+                Subscriber.email == "cititor4@example.ro")).one() == "552 5.2.2 mailbox full"
 
         # A plain rerun waits for the backoff; --retry-deferred does not.
         assert send_digest(engine, s).sent == 0

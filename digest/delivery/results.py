@@ -64,26 +64,26 @@ _OTHER = (update(D).where(D.c.id == bindparam("b_id"))
                   smtp_reply=bindparam("b_reply"), claimed_by=bindparam("b_claimed_by"),
                   updated_at=bindparam("b_at")))
 
-# PostgreSQL: one UPDATE ... FROM unnest(arrays) per kind instead of an executemany, whose
-# psycopg pipeline waits for one reply per row (a round trip and a thread switch each).
+# PostgreSQL: one UPDATE ... FROM the rows per kind of result, sent as ONE JSON document (made
+# by the C encoder): an executemany waited for one reply per row, and arrays were dumped item
+# by item in Python on the ledger thread, holding the interpreter lock the send loop needs.
 _NAIVE = "timestamp"  # UTCDateTime stores naive UTC
 _SENT_PG = text(f"""
 UPDATE {D.name} AS d SET state = :state, sent_at = v.at, message_id = v.mid, smtp_code = v.code,
     smtp_reply = v.reply, article_ids = v.articles, attempts = d.attempts + 1,
     next_attempt_at = NULL, updated_at = v.at
-FROM unnest(CAST(:ids AS integer[]), CAST(:ats AS {_NAIVE}[]), CAST(:mids AS text[]),
-            CAST(:codes AS integer[]), CAST(:replies AS text[]), CAST(:articles AS json[]))
-    AS v(id, at, mid, code, reply, articles)
+FROM (SELECT (r->>0)::integer AS id, (r->>1)::{_NAIVE} AS at, r->>2 AS mid,
+             (r->>3)::integer AS code, r->>4 AS reply, r->5 AS articles
+      FROM json_array_elements(CAST(:rows AS json)) AS r) AS v
 WHERE d.id = v.id""")
 _OTHER_PG = text(f"""
 UPDATE {D.name} AS d SET state = v.state, attempts = v.attempts, next_attempt_at = v.next,
     smtp_code = v.code, smtp_reply = v.reply, claimed_by = NULL, updated_at = v.at
-FROM unnest(CAST(:ids AS integer[]), CAST(:states AS text[]), CAST(:attempts AS integer[]),
-            CAST(:nexts AS {_NAIVE}[]), CAST(:codes AS integer[]), CAST(:replies AS text[]),
-            CAST(:ats AS {_NAIVE}[]))
-    AS v(id, state, attempts, next, code, reply, at)
+FROM (SELECT (r->>0)::integer AS id, r->>1 AS state, (r->>2)::integer AS attempts,
+             (r->>3)::{_NAIVE} AS next, (r->>4)::integer AS code, r->>5 AS reply,
+             (r->>6)::{_NAIVE} AS at
+      FROM json_array_elements(CAST(:rows AS json)) AS r) AS v
 WHERE d.id = v.id""")
-
 
 # SQLite: the same UPDATEs as plain executemany with values already in stored form -- the
 # DBAPI's own loop in C, without SQLAlchemy's per-value processing (three quarters of the
@@ -101,7 +101,8 @@ def _naive(when: dt.datetime | None) -> dt.datetime | None:
 
 
 def _stored(when: dt.datetime | None) -> str | None:
-    """A timestamp as SQLAlchemy stores it in SQLite: naive UTC, always with microseconds."""
+    """A timestamp as SQLAlchemy stores it in SQLite (naive UTC, always with microseconds),
+    which PostgreSQL reads as a ``timestamp`` too."""
     naive = _naive(when)
     return None if naive is None else naive.isoformat(" ", "microseconds")
 
@@ -122,19 +123,13 @@ def _write_sqlite(conn: Connection, sent: list[dict[str, Any]],
 
 def _write_pg(conn: Connection, sent: list[dict[str, Any]], other: list[dict[str, Any]]) -> None:
     if sent:
-        conn.execute(_SENT_PG, {
-            "state": DeliveryState.SENT.value, "ids": [r["b_id"] for r in sent],
-            "ats": [_naive(r["b_at"]) for r in sent],
-            "mids": [r["b_message_id"] for r in sent], "codes": [r["b_code"] for r in sent],
-            "replies": [r["b_reply"] for r in sent],
-            "articles": [json.dumps(r["b_articles"]) for r in sent]})
+        conn.execute(_SENT_PG, {"state": DeliveryState.SENT.value, "rows": json.dumps([
+            (r["b_id"], _stored(r["b_at"]), r["b_message_id"], r["b_code"], r["b_reply"],
+             r["b_articles"]) for r in sent])})
     if other:
-        conn.execute(_OTHER_PG, {
-            "ids": [r["b_id"] for r in other], "states": [r["b_state"].value for r in other],
-            "attempts": [r["b_attempts"] for r in other],
-            "nexts": [_naive(r["b_next"]) for r in other],
-            "codes": [r["b_code"] for r in other], "replies": [r["b_reply"] for r in other],
-            "ats": [_naive(r["b_at"]) for r in other]})
+        conn.execute(_OTHER_PG, {"rows": json.dumps([
+            (r["b_id"], r["b_state"].value, r["b_attempts"], _stored(r["b_next"]), r["b_code"],
+             r["b_reply"], _stored(r["b_at"])) for r in other])})
 
 
 @dataclass

@@ -96,7 +96,8 @@ class ReplyReader(asyncio.Protocol):
             if len(line) < 3 or not line[:3].isdigit():
                 self._fail(f"not an SMTP reply: {line[:80]!r}")
                 return
-            text = line[4:].strip().decode("utf-8", "replace")
+            # No NUL: a reply is stored in the ledger, and PostgreSQL text cannot hold one.
+            text = line[4:].strip().replace(b"\0", b"").decode("utf-8", "replace")
             if line[3:4] == b"-":
                 self._lines.append(text)
                 continue
