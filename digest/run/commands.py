@@ -40,8 +40,8 @@ from digest.delivery.run_lock import RunLock, lock_path
 from digest.delivery.snapshots import edition_view_for, load_candidates
 from digest.delivery.status import unfinished
 from digest.render.samples import preflight
-from digest.run.collector import fewer_collections
 from digest.run.dry_run import dry_run
+from digest.run.interpreter import tuned_for_sending
 from digest.run.journal import Journal, journal_folder, reconcile
 from digest.run.options import SendOptions, groups_for
 from digest.run.report import RunReport
@@ -214,7 +214,7 @@ def _stream(engine: Engine, settings: Settings, options: SendOptions, report: Ru
         journal = Journal(_journals(engine, settings), worker)  # closed by the Sender
         run = Sender(engine, settings, report, tick, retry_before, worker, guards, journal)
         try:
-            with fewer_collections():
+            with tuned_for_sending():
                 asyncio.run(run.main())
         except DigestError as exc:
             report.error = exc
