@@ -39,6 +39,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# The connections of one test's schema (named after it), but not the admin's own.
+_OURS = "WHERE application_name = :name AND pid <> pg_backend_pid()"
+
+
 @pytest.fixture
 def database_url(tmp_path: Path) -> Iterator[str]:
     """A database nobody else uses: a SQLite file, or a throwaway PostgreSQL schema."""
@@ -54,11 +58,15 @@ def database_url(tmp_path: Path) -> Iterator[str]:
     # a command run in-process, a killed sender's) is closed here: the server's connection
     # slots are shared by the whole suite.
     yield f"{PG_URL}{sep}application_name={schema}&options=-csearch_path%3D{schema}"
-    gc.collect()
+    ours = {"name": schema}
     with admin.begin() as conn:
-        conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                          "WHERE application_name = :name AND pid <> pg_backend_pid()"),
-                     {"name": schema})
+        # A full gc.collect() costs 0.3-2 s once the suite's heap has grown, and only ~2 % of
+        # the tests leave a connection open: collect (closing the dropped engines' connections
+        # politely) only when the server says some are still there.
+        left_open = conn.execute(text(f"SELECT count(*) FROM pg_stat_activity {_OURS}"), ours)
+        if left_open.scalar_one():
+            gc.collect()
+        conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity {_OURS}"), ours)
         conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()
 
