@@ -43,21 +43,36 @@ def free_port() -> int:
 _OURS = "WHERE application_name = :name AND pid <> pg_backend_pid()"
 
 
-@pytest.fixture
-def database_url(tmp_path: Path) -> Iterator[str]:
-    """A database nobody else uses: a SQLite file, or a throwaway PostgreSQL schema."""
+def _schema_url(schema: str) -> str:
+    assert PG_URL
+    sep = "&" if "?" in PG_URL else "?"
+    return f"{PG_URL}{sep}application_name={schema}&options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(scope="session")
+def admin() -> Iterator[Engine | None]:
+    """One PostgreSQL connection for the whole session that creates and drops test schemas."""
     if not PG_URL:
+        yield None
+        return
+    engine = create_engine(PG_URL)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def database_url(tmp_path: Path, admin: Engine | None) -> Iterator[str]:
+    """A database nobody else uses: a SQLite file, or a throwaway PostgreSQL schema."""
+    if admin is None:
         yield f"sqlite:///{tmp_path / 'digest.db'}"
         return
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL)
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in PG_URL else "?"
     # Connections are named after the schema, so that whatever a test left open (an engine of
     # a command run in-process, a killed sender's) is closed here: the server's connection
     # slots are shared by the whole suite.
-    yield f"{PG_URL}{sep}application_name={schema}&options=-csearch_path%3D{schema}"
+    yield _schema_url(schema)
     ours = {"name": schema}
     with admin.begin() as conn:
         # A full gc.collect() costs 0.3-2 s once the suite's heap has grown, and only ~2 % of
@@ -68,7 +83,6 @@ def database_url(tmp_path: Path) -> Iterator[str]:
             gc.collect()
         conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity {_OURS}"), ours)
         conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
 
 
 @pytest.fixture
