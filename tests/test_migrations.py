@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect
 
-from digest.store.engine import needs_upgrade, upgrade
+from digest.config.settings import Settings
+from digest.store.engine import make_engine, needs_upgrade, upgrade
 from digest.store.models import Base
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[Engine]:
+    """Alembic's real upgrade on the empty database: this module checks the migrations
+    themselves (conftest's ``engine`` replays a recording of one upgrade)."""
+    eng = make_engine(settings.database_url)
+    upgrade(eng)
+    yield eng
+    eng.dispose()
 
 
 def test_upgrade_head_matches_the_models(engine: Engine) -> None:
