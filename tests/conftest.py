@@ -185,8 +185,8 @@ def migration(tmp_path_factory: pytest.TempPathFactory, admin: Engine | None) ->
 def engine(settings: Settings, migration: Migration) -> Iterator[Engine]:
     """The test's database at the newest migration. Alembic's upgrade costs ~120 ms a test on
     PostgreSQL (~30 ms on SQLite) and 200 tests ask for it: the statements it sent once for
-    the session are replayed instead (~40 ms; ~5 ms), which builds the same schema (compared
-    with pg_dump and sqlite_master when this was written). `digest init` in a test, and
+    the session are replayed instead (~40 ms; ~5 ms), which builds the same schema
+    (tests/test_migrations.py compares the two). `digest init` in a test, and
     tests/test_migrations.py, still run the real upgrade."""
     eng = make_engine(settings.database_url)
     migration.replay(eng)
