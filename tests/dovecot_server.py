@@ -282,9 +282,13 @@ def _wait_ready(server: DovecotServer, proc: subprocess.Popen[bytes], timeout: f
 
 
 def _stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    """SIGTERM the daemon, then wait until its whole process group is gone."""
+    """SIGTERM the daemon's whole process group, then wait until all of it is gone.
+
+    The group, not the master alone: a master told to stop waits for its processes to
+    notice, 2-3 s per test; each of them told directly is gone in ~0.1 s."""
     if proc.poll() is None:
-        proc.terminate()
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
         with suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=timeout)
     deadline = time.monotonic() + timeout

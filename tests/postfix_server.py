@@ -234,18 +234,29 @@ def _wait_banner(host: str, port: int, proc: subprocess.Popen[bytes], timeout: f
         time.sleep(0.05)
 
 
+def _running(group: int) -> bool:
+    """Whether a process of ``group`` has not exited yet. A zombie has: the master exits at
+    once and its processes are left for whoever inherits them to reap, which here (PID 1 of
+    the container) takes a second or more."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with suppress(OSError, IndexError):
+            state, _ppid, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
+            if int(pgrp) == group and state != "Z":
+                return True
+    return False
+
+
 def _stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    """SIGTERM the daemon, then wait until its whole process group is gone."""
+    """SIGTERM the daemon, then wait until every process of its group has exited."""
     if proc.poll() is None:
         proc.terminate()
         with suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=timeout)
     deadline = time.monotonic() + timeout
-    while True:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL if time.monotonic() > deadline else 0)
-        except ProcessLookupError:
-            break
+    while _running(proc.pid):
+        if time.monotonic() > deadline:
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
         time.sleep(0.05)
     proc.wait()
 

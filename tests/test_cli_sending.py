@@ -7,8 +7,6 @@ import datetime as dt
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +24,7 @@ from digest.config.settings import Settings
 from digest.delivery.run_lock import RunLock
 from digest.store.models import Delivery, DeliveryState, Feed
 from tests.conftest import SmtpServer, cli_env, free_port
+from tests.forked_cli import DigestProcess, run_digest
 from tests.sending_data import add_articles, add_others, add_readers
 from tests.smtp_faults import FaultHandler, fault_server
 
@@ -123,11 +122,11 @@ def test_every_command_has_help_with_an_example() -> None:
 
 # --- real processes ----------------------------------------------------------------------
 
-def _spawn(settings: Settings, cwd: Path, *args: str) -> subprocess.Popen[str]:
+def _spawn(settings: Settings, cwd: Path, *args: str) -> DigestProcess:
+    """``digest send`` in a process of its own, forked ready-imported (tests/forked_cli.py)."""
     env = {**os.environ, **cli_env(settings), "DIGEST_SEND_CONCURRENCY":
            str(settings.send_concurrency), "DIGEST_BATCH_SIZE": str(settings.batch_size)}
-    return subprocess.Popen([sys.executable, "-m", "digest", "send", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return run_digest("send", *args, env=env, cwd=cwd)
 
 
 def test_two_sends_at_once_send_nothing_twice(settings: Settings, tmp_path: Path,

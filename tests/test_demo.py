@@ -5,20 +5,29 @@ from __future__ import annotations
 import email
 import email.policy
 import os
-import subprocess
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.conftest import SECRET
+from tests.forked_cli import run_digest
 
 
-def _demo(folder: Path) -> subprocess.CompletedProcess[str]:
+@dataclass
+class Done:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def _demo(folder: Path) -> Done:
+    """``digest demo`` in a process of its own, from ``folder`` (tests/forked_cli.py)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
     # A .env pointing at a real server must not be used by the demo.
     (folder / ".env").write_text(f"DIGEST_SMTP_HOST=smtp.example.invalid\n"
                                  f"DIGEST_SECRET_KEY={SECRET}\n")
-    return subprocess.run([sys.executable, "-m", "digest", "demo"], cwd=folder, env=env,
-                          capture_output=True, text=True, timeout=60)
+    process = run_digest("demo", env=env, cwd=folder)
+    out, err = process.communicate(timeout=60)
+    return Done(process.wait(), out, err)
 
 
 def test_demo_sends_todays_digest_into_a_folder(tmp_path: Path) -> None:

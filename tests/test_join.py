@@ -9,8 +9,6 @@ import datetime as dt
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +28,7 @@ from digest.delivery.presence import Presence
 from digest.run.result_writer import GATE
 from digest.store.models import Delivery, DeliveryState, Frequency, Subscriber, utcnow
 from tests.conftest import PG_URL, cli_env
+from tests.forked_cli import DigestProcess, run_digest
 from tests.sending_data import add_articles, add_readers
 from tests.smtp_faults import FaultHandler, fault_server
 
@@ -38,15 +37,13 @@ postgres_only = pytest.mark.skipif(
                        "on SQLite --join is refused, see test_join_is_refused_on_sqlite")
 
 
-def _spawn(settings: Settings, cwd: Path, *args: str, claim_timeout: float
-           ) -> subprocess.Popen[str]:
+def _spawn(settings: Settings, cwd: Path, *args: str, claim_timeout: float) -> DigestProcess:
+    """``digest send`` in a process of its own, forked ready-imported (tests/forked_cli.py)."""
     env = {**os.environ, **cli_env(settings),
            "DIGEST_SEND_CONCURRENCY": str(settings.send_concurrency),
            "DIGEST_BATCH_SIZE": str(settings.batch_size),
            "DIGEST_CLAIM_TIMEOUT": str(claim_timeout)}
-    return subprocess.Popen([sys.executable, "-m", "digest", "send", "--format", "json", *args],
-                            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    return run_digest("send", "--format", "json", *args, env=env, cwd=cwd)
 
 
 def _rows(sessions: sessionmaker[Session]) -> list[Delivery]:
@@ -61,7 +58,7 @@ def _wait_until(condition: object, timeout: float = 30.0) -> None:
         time.sleep(0.02)
 
 
-def _report(process: subprocess.Popen[str]) -> dict[str, object]:
+def _report(process: DigestProcess) -> dict[str, object]:
     out, err = process.communicate(timeout=120)
     assert process.returncode == 0, err
     return json.loads(out)  # type: ignore[no-any-return]

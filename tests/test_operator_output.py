@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import os
 import ssl
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -27,6 +25,7 @@ from digest.cli.exit_codes import EXIT_CODES
 from digest.config.settings import Settings, SmtpSecurity
 from digest.store.models import Delivery, DeliveryState
 from tests.conftest import SmtpServer, cli_env, free_port
+from tests.forked_cli import run_digest
 from tests.sending_data import add_articles, add_readers
 from tests.smtp_faults import FaultHandler, fault_server
 
@@ -181,17 +180,18 @@ def test_the_error_says_which_env_was_read_and_init_creates_the_database(
     (tmp_path / ".env").write_text("DIGEST_DATABASE_URL=sqlite:///news.db\n", encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
 
-    def digest(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "digest", *args], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=60)
+    def digest(*args: str) -> tuple[int, str]:
+        """``digest ARGS`` in a process of its own, from that folder (tests/forked_cli.py)."""
+        process = run_digest(*args, env=env, cwd=tmp_path)
+        _, err = process.communicate(timeout=60)
+        return process.wait(), err
 
-    done = digest("status")
-    assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert f"No database at {tmp_path / 'news.db'} (settings from {tmp_path / '.env'})" \
-        in done.stderr
+    code, err = digest("status")
+    assert code == 2 and "Traceback" not in err
+    assert f"No database at {tmp_path / 'news.db'} (settings from {tmp_path / '.env'})" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == [".env"]
-    assert digest("init").returncode == 0
-    assert digest("status").returncode == 0
+    assert digest("init")[0] == 0
+    assert digest("status")[0] == 0
 
 
 # --- exit codes, documented --------------------------------------------------------------

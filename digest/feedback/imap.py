@@ -54,6 +54,27 @@ def _quote(name: str) -> str:
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _logged_in(f: FeedbackSettings, host: str, user: str, password: str,
+               context: ssl.SSLContext) -> imaplib.IMAP4:
+    client: imaplib.IMAP4
+    if f.imap_security is ImapSecurity.TLS:
+        client = imaplib.IMAP4_SSL(host, f.imap_port, ssl_context=context,
+                                   timeout=f.imap_timeout)
+    else:
+        client = imaplib.IMAP4(host, f.imap_port, timeout=f.imap_timeout)
+    try:
+        if f.imap_security is not ImapSecurity.TLS:
+            client.starttls(ssl_context=context)
+        client.login(user, password)
+    except BaseException:
+        # A refused login or STARTTLS leaves the connection open until the client object is
+        # collected, and the server keeps the session (and its processes) meanwhile: close it.
+        with suppress(OSError):
+            client.shutdown()
+        raise
+    return client
+
+
 @contextmanager
 def _connect(f: FeedbackSettings) -> Iterator[imaplib.IMAP4]:
     if not f.imap_host or not f.imap_user or not f.imap_password:
@@ -65,14 +86,7 @@ def _connect(f: FeedbackSettings) -> Iterator[imaplib.IMAP4]:
         context.load_verify_locations(cafile=str(f.imap_ca_file))
     where = f"{f.imap_host}:{f.imap_port}"
     try:
-        client: imaplib.IMAP4
-        if f.imap_security is ImapSecurity.TLS:
-            client = imaplib.IMAP4_SSL(f.imap_host, f.imap_port, ssl_context=context,
-                                       timeout=f.imap_timeout)
-        else:
-            client = imaplib.IMAP4(f.imap_host, f.imap_port, timeout=f.imap_timeout)
-            client.starttls(ssl_context=context)
-        client.login(f.imap_user, f.imap_password)
+        client = _logged_in(f, f.imap_host, f.imap_user, f.imap_password, context)
     except ssl.SSLError as exc:
         raise MailboxError(f"TLS with the bounce mailbox {where} failed: {exc.reason}.",
                            "check DIGEST_BOUNCE_IMAP_SECURITY and the server's certificate "
