@@ -30,7 +30,6 @@ import imaplib
 import os
 import pwd
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -43,6 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.daemons import stop_daemon
 
 DOVECOT = "/usr/sbin/dovecot"
 IMAP_BINARY = "/usr/lib/dovecot/imap"
@@ -281,24 +282,6 @@ def _wait_ready(server: DovecotServer, proc: subprocess.Popen[bytes], timeout: f
         time.sleep(0.05)
 
 
-def _stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    """SIGTERM the daemon's whole process group, then wait until all of it is gone.
-
-    The group, not the master alone: a master told to stop waits for its processes to
-    notice, 2-3 s per test; each of them told directly is gone in ~0.1 s."""
-    if proc.poll() is None:
-        with suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        with suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=timeout)
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL if time.monotonic() > deadline else 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.05)
-    proc.wait()
 
 
 @contextmanager
@@ -362,7 +345,7 @@ def dovecot_server(
         server.startup_seconds = time.monotonic() - t0
         yield server
     finally:
-        _stop(proc)
+        stop_daemon(proc, whole_group=True)
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -26,18 +26,19 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.daemons import stop_daemon
 
 POSTFIX = "/usr/sbin/postfix"
 DAEMON_DIR = Path("/usr/lib/postfix/sbin")
@@ -234,31 +235,8 @@ def _wait_banner(host: str, port: int, proc: subprocess.Popen[bytes], timeout: f
         time.sleep(0.05)
 
 
-def _running(group: int) -> bool:
-    """Whether a process of ``group`` has not exited yet. A zombie has: the master exits at
-    once and its processes are left for whoever inherits them to reap, which here (PID 1 of
-    the container) takes a second or more."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with suppress(OSError, IndexError):
-            state, _ppid, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
-            if int(pgrp) == group and state != "Z":
-                return True
-    return False
 
 
-def _stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    """SIGTERM the daemon, then wait until every process of its group has exited."""
-    if proc.poll() is None:
-        proc.terminate()
-        with suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=timeout)
-    deadline = time.monotonic() + timeout
-    while _running(proc.pid):
-        if time.monotonic() > deadline:
-            with suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-        time.sleep(0.05)
-    proc.wait()
 
 
 @contextmanager
@@ -298,7 +276,7 @@ def postfix_server(tls: bool = False, timeout: float = 15.0) -> Iterator[Postfix
         server.startup_seconds = time.monotonic() - t0
         yield server
     finally:
-        _stop(proc)
+        stop_daemon(proc)
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -25,17 +25,18 @@ import os
 import pwd
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.daemons import stop_daemon
 
 SPAMASSASSIN = "/usr/bin/spamassassin"
 SPAMD = "/usr/sbin/spamd"
@@ -186,30 +187,8 @@ class Spamd:
         return parse_result(headers, seconds)
 
 
-def _running(group: int) -> bool:
-    """Whether a process of ``group`` has not exited yet (as in tests/postfix_server.py: a
-    zombie has, only its reaping by whoever inherited it is pending, a second or more here)."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with suppress(OSError, IndexError):
-            state, _ppid, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
-            if int(pgrp) == group and state != "Z":
-                return True
-    return False
 
 
-def _stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    """SIGTERM the daemon, then wait until every process of its group has exited."""
-    if proc.poll() is None:
-        proc.terminate()
-        with suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=timeout)
-    deadline = time.monotonic() + timeout
-    while _running(proc.pid):
-        if time.monotonic() > deadline:
-            with suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-        time.sleep(0.05)
-    proc.wait()
 
 
 @contextmanager
@@ -260,7 +239,7 @@ def spamd_server(timeout: float = 60.0) -> Iterator[Spamd]:
         server.startup_seconds = time.monotonic() - t0
         yield server
     finally:
-        _stop(proc)
+        stop_daemon(proc)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
