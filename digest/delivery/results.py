@@ -96,15 +96,12 @@ _OTHER_SQLITE = (f"UPDATE {D.name} SET state = ?, attempts = ?, next_attempt_at 
                  "smtp_code = ?, smtp_reply = ?, claimed_by = NULL, updated_at = ? WHERE id = ?")
 
 
-def _naive(when: dt.datetime | None) -> dt.datetime | None:
-    return None if when is None else when.astimezone(dt.UTC).replace(tzinfo=None)
-
-
 def _stored(when: dt.datetime | None) -> str | None:
     """A timestamp as SQLAlchemy stores it in SQLite (naive UTC, always with microseconds),
     which PostgreSQL reads as a ``timestamp`` too."""
-    naive = _naive(when)
-    return None if naive is None else naive.isoformat(" ", "microseconds")
+    if when is None:
+        return None
+    return when.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _write_sqlite(conn: Connection, sent: list[dict[str, Any]],

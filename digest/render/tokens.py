@@ -67,14 +67,10 @@ class _Prf:
 
 
 @functools.lru_cache(maxsize=64)
-def _key(secret: str, label: str) -> _Prf:
+def _prf(secret: str, label: str) -> _Prf:
     # Cached: the bulk sender makes two tokens per message, 100,000s per run.
     return _Prf(hmac.digest(secret.encode(), f"digest-token-v1:{label}".encode(),
                             hashlib.sha256))
-
-
-def _prf(key: _Prf, data: bytes, size: int) -> bytes:
-    return key(data, size)
 
 
 def _xor(a: bytes, b: bytes) -> bytes:
@@ -92,10 +88,10 @@ def make_token(secret: str, purpose: Purpose, subscriber_id: int,
         raise ValueError(f"{purpose} tokens expire: pass now=")
     day = 0 if purpose in _NEVER_EXPIRES else _day(now)
     plain = subscriber_id.to_bytes(8, "big") + day.to_bytes(4, "big")
-    nonce = _prf(_key(secret, "nonce"), purpose.encode() + plain, 8)
-    mask = _prf(_key(secret, "mask"), nonce, 12)
+    nonce = _prf(secret, "nonce")(purpose.encode() + plain, 8)
+    mask = _prf(secret, "mask")(nonce, 12)
     masked = _xor(plain, mask)
-    tag = _prf(_key(secret, "tag"), purpose.encode() + nonce + masked, 16)
+    tag = _prf(secret, "tag")(purpose.encode() + nonce + masked, 16)
     return base64.urlsafe_b64encode(nonce + masked + tag).rstrip(b"=").decode()
 
 
@@ -111,10 +107,10 @@ def read_token(secret: str, purpose: Purpose, token: str, now: dt.datetime | Non
     if len(raw) != 36:
         raise invalid
     nonce, masked, tag = raw[:8], raw[8:20], raw[20:]
-    expected = _prf(_key(secret, "tag"), purpose.encode() + nonce + masked, 16)
+    expected = _prf(secret, "tag")(purpose.encode() + nonce + masked, 16)
     if not hmac.compare_digest(tag, expected):
         raise invalid
-    mask = _prf(_key(secret, "mask"), nonce, 12)
+    mask = _prf(secret, "mask")(nonce, 12)
     plain = _xor(masked, mask)
     subscriber_id = int.from_bytes(plain[:8], "big")
     day = int.from_bytes(plain[8:], "big")
@@ -138,8 +134,8 @@ _TAG, _MASK = f"{Purpose.BOUNCE.value}:tag", f"{Purpose.BOUNCE.value}:mask"
 def make_bounce_token(secret: str, edition_id: int, subscriber_id: int) -> str:
     """The VERP token for one delivery: lower-case base32, 32 characters."""
     plain = edition_id.to_bytes(4, "big") + subscriber_id.to_bytes(6, "big")
-    tag = _prf(_key(secret, _TAG), plain, 10)
-    masked = _xor(plain, _prf(_key(secret, _MASK), tag, _BOUNCE_PLAIN))
+    tag = _prf(secret, _TAG)(plain, 10)
+    masked = _xor(plain, _prf(secret, _MASK)(tag, _BOUNCE_PLAIN))
     return base64.b32encode(tag + masked).decode("ascii").lower()
 
 
@@ -154,7 +150,7 @@ def read_bounce_token(secret: str, token: str) -> tuple[int, int]:
     if len(raw) != _BOUNCE_BYTES:
         raise invalid
     tag, masked = raw[:10], raw[10:]
-    plain = _xor(masked, _prf(_key(secret, _MASK), tag, _BOUNCE_PLAIN))
-    if not hmac.compare_digest(tag, _prf(_key(secret, _TAG), plain, 10)):
+    plain = _xor(masked, _prf(secret, _MASK)(tag, _BOUNCE_PLAIN))
+    if not hmac.compare_digest(tag, _prf(secret, _TAG)(plain, 10)):
         raise invalid
     return int.from_bytes(plain[:4], "big"), int.from_bytes(plain[4:], "big")
