@@ -159,8 +159,8 @@ def _count_left(engine: Engine, report: RunReport) -> None:
         return
     try:
         with engine.begin() as conn:
-            report.left = unfinished(conn, sorted(
-                {e["id"] for e in report.editions if e["id"] is not None} | {report.edition_id}))
+            report.left = unfinished(conn, [e["id"] for e in report.editions
+                                            if e["id"] is not None])  # edition_id among them
     except DBAPIError:
         if report.error is None:  # the database went away while the run was stopping: keep
             raise                 # the error that stopped it, which says so
