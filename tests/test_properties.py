@@ -1,4 +1,5 @@
-"""Property tests (hypothesis) for the hand-written encoders of ``digest.render``.
+"""Property tests (hypothesis) for the hand-written encoders of ``digest.render`` and the
+reply journal's lines (``run.journal``: the exact JSON a reconcile reads back).
 
 For arbitrary Unicode: quoted-printable bodies with per-reader values, RFC 2047 header words and
 their folding, and DKIM relaxed canonicalization (checked against dkimpy's own implementation)
@@ -8,16 +9,20 @@ stay 7-bit and keep every line within 998 octets.
 
 from __future__ import annotations
 
+import datetime as dt
 import email
 import email.policy
+import json
 import re
 from email.header import decode_header, make_header
 from email.message import EmailMessage
 
+import pytest
 from dkim.canonicalization import Relaxed
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from digest.delivery.claims import Claim
 from digest.render.dkim import relaxed_body, relaxed_header
 from digest.render.mime import (
     QpTemplate,
@@ -26,6 +31,8 @@ from digest.render.mime import (
     format_mailbox,
     header_line,
 )
+from digest.run.journal import Journal
+from digest.transport.replies import Outcome, Reply
 
 MAX_LINE = 998
 # Text a reader could be shown: any Unicode but lone surrogates (not encodable as UTF-8).
@@ -125,3 +132,31 @@ def test_relaxed_header_matches_dkimpy(name: str, pieces: list[str]) -> None:
     value = "\r\n ".join(pieces).encode("ascii")
     ((want_name, want_value),) = Relaxed.canonicalize_headers([(name.encode(), value)])
     assert relaxed_header(name.encode(), value) == want_name + b":" + want_value[:-2]
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(max_size=60), message_id=st.text(max_size=40),
+       code=st.one_of(st.none(), st.integers(200, 599)),
+       article_ids=st.lists(st.integers(1, 10**9), max_size=12),
+       ids=st.tuples(*(st.integers(0, 2**62) for _ in range(4))))
+@example(text='say "hi"\\\n\t\0é', message_id="<1.2@example.ro>", code=None, article_ids=[],
+         ids=(1, 2, 3, 0))
+def test_journal_lines_are_the_json_the_reconcile_reads(
+        tmp_path_factory: pytest.TempPathFactory, text: str, message_id: str,
+        code: int | None, article_ids: list[int], ids: tuple[int, int, int, int]) -> None:
+    """The journal writes each line with an f-string and cached pieces; it must be exactly the
+    JSON document ``json.dumps`` would write, whatever the reply text or Message-ID."""
+    folder = tmp_path_factory.mktemp("journal")
+    journal = Journal(folder, "w")
+    cutoff = dt.datetime(2026, 12, 1, 5, 0, tzinfo=dt.UTC)
+    for outcome in (Outcome.SENT, Outcome.DEFERRED):  # the second line reuses the cached parts
+        journal.write(Claim(*ids), Reply(outcome, code, text), cutoff, message_id,
+                      tuple(article_ids))
+    journal.close(remove=False)
+    lines = (folder / "w.1.jsonl").read_bytes().splitlines()
+    assert [json.loads(line) for line in lines] == [
+        [*ids, outcome.value, code, text, cutoff.isoformat(), message_id, article_ids]
+        for outcome in (Outcome.SENT, Outcome.DEFERRED)]
+    assert lines[0] == json.dumps([*ids, "sent", code, text, cutoff.isoformat(), message_id,
+                                   article_ids], ensure_ascii=False,
+                                  separators=(",", ":")).encode()

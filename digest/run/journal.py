@@ -52,6 +52,13 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _LINE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # made once, not per line
 
 
+def _json_string(value: str) -> str:
+    """``value`` as a JSON string; a Message-ID (printable ASCII) needs no escape but these."""
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return f'"{value}"'
+    return _LINE.encode(value)
+
+
 def journal_folder(lock_file: Path) -> Path:
     return lock_file.with_name(lock_file.name + ".journal")
 
@@ -85,7 +92,11 @@ class Journal:
         fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a fresh name: never held
         os.write(self._lock, worker.encode())  # the claimant name, for reconcile
         self.count = 0  # replies written so far
-        self._cutoff: tuple[dt.datetime | None, str] = (None, "")  # the last one, formatted
+        # The last cutoff, reply text and article list, JSON-encoded: a send repeats them for
+        # nearly every line, so each line is one f-string instead of a JSON encoder pass.
+        self._cutoff: tuple[dt.datetime | None, str] = (None, "")
+        self._text: tuple[str | None, str] = (None, "")
+        self._ids: tuple[object, str] = (None, "")
         self._closed: list[tuple[Path, int]] = []  # full segments and their last count
         self._segment = 0
         self._fd, self._path = self._open_segment()
@@ -100,10 +111,16 @@ class Journal:
               article_ids: Iterable[int]) -> None:
         """One line, one ``write()``: in the page cache when this returns."""
         if cutoff is not self._cutoff[0]:  # one or a few per run
-            self._cutoff = (cutoff, cutoff.isoformat())
-        line = _LINE.encode([c.delivery_id, c.edition_id, c.subscriber_id, c.attempts,
-                             reply.outcome.value, reply.code, reply.text, self._cutoff[1],
-                             message_id, list(article_ids)]).encode() + b"\n"
+            self._cutoff = (cutoff, _LINE.encode(cutoff.isoformat()))
+        if reply.text != self._text[0]:
+            self._text = (reply.text, _LINE.encode(reply.text))
+        if article_ids is not self._ids[0]:  # the same tuple for every reader of a digest
+            self._ids = (article_ids, _LINE.encode(list(article_ids)))
+        code = "null" if reply.code is None else int(reply.code)
+        # The same line as _LINE.encode([...]) would write (``reconcile`` reads it as JSON).
+        line = (f'[{c.delivery_id:d},{c.edition_id:d},{c.subscriber_id:d},{c.attempts:d},'
+                f'"{reply.outcome.value}",{code},{self._text[1]},{self._cutoff[1]},'
+                f'{_json_string(message_id)},{self._ids[1]}]\n').encode()
         os.write(self._fd, line)
         self.count += 1
         self._size += len(line)
