@@ -73,6 +73,16 @@ def _prf(secret: str, label: str) -> _Prf:
                             hashlib.sha256))
 
 
+@functools.lru_cache(maxsize=16)
+def _token_keys(secret: str) -> tuple[_Prf, _Prf, _Prf]:
+    """The nonce, mask and tag PRFs of link tokens: one cache lookup per token, not three."""
+    return _prf(secret, "nonce"), _prf(secret, "mask"), _prf(secret, "tag")
+
+
+_LABELS = {purpose: purpose.value.encode() for purpose in Purpose}
+_URLSAFE = bytes.maketrans(b"+/", b"-_")  # what base64.urlsafe_b64encode translates
+
+
 def _xor(a: bytes, b: bytes) -> bytes:
     return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(len(a), "big")
 
@@ -88,11 +98,13 @@ def make_token(secret: str, purpose: Purpose, subscriber_id: int,
         raise ValueError(f"{purpose} tokens expire: pass now=")
     day = 0 if purpose in _NEVER_EXPIRES else _day(now)
     plain = subscriber_id.to_bytes(8, "big") + day.to_bytes(4, "big")
-    nonce = _prf(secret, "nonce")(purpose.encode() + plain, 8)
-    mask = _prf(secret, "mask")(nonce, 12)
-    masked = _xor(plain, mask)
-    tag = _prf(secret, "tag")(purpose.encode() + nonce + masked, 16)
-    return base64.urlsafe_b64encode(nonce + masked + tag).rstrip(b"=").decode()
+    label = _LABELS[purpose]
+    nonce_of, mask_of, tag_of = _token_keys(secret)
+    nonce = nonce_of(label + plain, 8)
+    masked = _xor(plain, mask_of(nonce, 12))
+    tag = tag_of(label + nonce + masked, 16)
+    # 36 bytes: 48 base64 characters, no padding. (urlsafe_b64encode, in one C call less.)
+    return binascii.b2a_base64(nonce + masked + tag, newline=False).translate(_URLSAFE).decode()
 
 
 def read_token(secret: str, purpose: Purpose, token: str, now: dt.datetime | None = None,
