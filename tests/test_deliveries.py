@@ -7,11 +7,12 @@ import datetime as dt
 import functools
 import itertools
 import threading
-from typing import Any
 
-from sqlalchemy import Engine, event, select
+from sqlalchemy import Connection, Engine, event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from digest.compose import ReaderView
+from digest.delivery import snapshots
 from digest.delivery.claims import claim, due_count, reclaim_orphans, release
 from digest.delivery.plan import ensure_edition, plan
 from digest.delivery.results import _OTHER, _SENT, MAX_ATTEMPTS, Recorder, backoff
@@ -236,21 +237,89 @@ def test_the_status_check_during_a_send_looks_readers_up_by_key(
     with sessions.begin() as session:
         session.get(Subscriber, ids[3]).status = SubscriberStatus.UNSUBSCRIBED  # type: ignore[union-attr]
     plans: list[str] = []
-
-    def explain(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if statement.startswith("SELECT subscribers.id"):
-            cursor.execute(("EXPLAIN " if engine.dialect.name == "postgresql"
-                            else "EXPLAIN QUERY PLAN ") + statement, parameters)
-            plans.append(" ".join(str(row[-1]) for row in cursor.fetchall()))
-
-    event.listen(engine, "before_cursor_execute", explain)
-    try:
-        with engine.connect() as conn:
-            assert inactive_among(conn, ids[:10]) == {ids[3]}
-    finally:
-        event.remove(engine, "before_cursor_execute", explain)
+    with engine.connect() as conn:
+        assert inactive_among(conn, ids[:10]) == {ids[3]}
+        # The statement it runs (at the driver level, delivery.driver_sql), explained.
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        chunk = ",".join(map(str, ids[:10]))
+        if engine.dialect.name == "postgresql":
+            cursor.execute("EXPLAIN " + snapshots._STATUS.postgresql, (f"{{{chunk}}}",))
+        else:
+            cursor.execute("EXPLAIN QUERY PLAN "
+                           + snapshots._STATUS.sqlite.replace("{ids}", f"IN ({chunk})"))
+        plans.append(" ".join(str(row[-1]) for row in cursor.fetchall()))
+        cursor.close()
     # Nothing about the status in the plan: neither its index nor a filter on it (SQLite:
     # rowid lookups; PostgreSQL: the key, or a scan of this tiny table).
     assert plans and all("status" not in plan for plan in plans), plans
     if engine.dialect.name == "sqlite":
         assert all("INTEGER PRIMARY KEY" in plan for plan in plans), plans
+
+
+def _readers_through_sqlalchemy(conn: Connection, ids: list[int], since: dt.datetime
+                                ) -> tuple[dict[int, ReaderView], set[int]]:
+    """The reference for ``readers_for``: the same reads through SQLAlchemy's types."""
+    d, s = Delivery.__table__, Subscriber.__table__
+    received: dict[int, set[int]] = {}
+    for sid, article_ids in conn.execute(select(d.c.subscriber_id, d.c.article_ids).where(
+            d.c.subscriber_id.in_(ids), d.c.sent_at > since)):
+        received.setdefault(sid, set()).update(article_ids)
+    readers, inactive = {}, set()
+    for row in conn.execute(select(s).where(s.c.id.in_(ids))):
+        if row.status is not SubscriberStatus.ACTIVE:
+            inactive.add(row.id)
+        readers[row.id] = ReaderView(
+            row.id, row.email, row.name, frozenset(row.topics or ()), row.frequency,
+            row.plain_text_only, row.last_digest_at, frozenset(received.get(row.id, ())),
+            row.locale)
+    return readers, inactive
+
+
+def test_the_driver_level_reads_and_claims_give_what_sqlalchemy_would(
+        engine: Engine, sessions: sessionmaker[Session]) -> None:
+    """A send reads its readers and claims its rows at the driver level
+    (``delivery.driver_sql``): the views and claims must be the ones SQLAlchemy's column types
+    give -- topics, enums, booleans, aware UTC times (with and without microseconds), history
+    -- and a batch is one statement whatever its length."""
+    with sessions() as session:
+        ids = [add_subscriber(session, f"cititor{i}@example.ro", name=["Ana Ș.", None][i % 2],
+                              topics=[(), ("sport",), ("local", "sport")][i % 3],
+                              frequency=Frequency.WEEKLY if i % 4 == 3 else Frequency.DAILY,
+                              locale=[None, "ro", "en-GB"][i % 3],
+                              status=[SubscriberStatus.ACTIVE, SubscriberStatus.ACTIVE,
+                                      SubscriberStatus.UNSUBSCRIBED][i % 3]).id
+               for i in range(12)]
+        for i, sid in enumerate(ids):
+            reader = session.get(Subscriber, sid)
+            assert reader is not None
+            reader.plain_text_only = i % 4 == 0
+            reader.last_digest_at = [None, dt.datetime(2026, 11, 20, 5, tzinfo=dt.UTC),
+                                     dt.datetime(2026, 11, 26, 5, 0, 0, 123456, tzinfo=dt.UTC)
+                                     ][i % 3]
+        session.commit()
+    with engine.begin() as conn:
+        edition_id, _ = ensure_edition(conn, Frequency.DAILY, DAY)
+        plan(conn, edition_id, Frequency.DAILY)
+        reference = conn.execute(select(Delivery.id, Delivery.edition_id, Delivery.subscriber_id,
+                                        Delivery.attempts, Delivery.cutoff)
+                                 .order_by(Delivery.id)).all()
+        claims = claim(conn, "w", 5, claim_timeout=600)
+        claims += claim(conn, "w", 100, claim_timeout=600, after_id=claims[-1].delivery_id)
+        assert [tuple(r) for r in reference] == [
+            (c.delivery_id, c.edition_id, c.subscriber_id, c.attempts, c.cutoff) for c in claims]
+        assert conn.scalar(select(func.count()).where(
+            Delivery.state == DeliveryState.SENDING, Delivery.claimed_by == "w")) == len(claims)
+        assert len(claims) >= 5
+        cutoff = dt.datetime(2026, 11, 27, 5, tzinfo=dt.UTC)
+        recorder = Recorder(engine)
+        for c, article_ids in zip(claims[:4], ([1, 2], [3], [], [2, 9]), strict=True):
+            recorder.sent(c, cutoff, f"<{c.delivery_id}@example.ro>", 250, "OK", article_ids)
+        recorder.take().write(conn)
+        since = cutoff - dt.timedelta(days=14)
+        got = readers_for(conn, ids, since)
+        assert got == _readers_through_sqlalchemy(conn, ids, since)
+        assert got[0][ids[0]].received_article_ids == frozenset({1, 2})
+        assert got[0][ids[1]].last_digest_at == cutoff  # moved by the sent result
+        assert got[0][ids[2]].last_digest_at is not None
+        assert got[0][ids[2]].last_digest_at.tzinfo is dt.UTC
+        assert inactive_among(conn, ids) == got[1] == {ids[2], ids[5], ids[8], ids[11]}

@@ -21,6 +21,7 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Table, and_, func, or_, select, update
 
+from digest.delivery.driver_sql import IdQuery, aware_utc, driver_query, stored_time
 from digest.store.models import Delivery, DeliveryState, utcnow
 
 __all__ = ["Claim", "claim", "due_count", "heartbeat", "reclaim_orphans", "release"]
@@ -69,6 +70,25 @@ def _take(conn: Connection, worker: str, n: int, where: Any, now: dt.datetime) -
     return [Claim(*row) for row in conn.execute(statement)]
 
 
+# The pending pass, several times a second during a send: at the driver level
+# (``delivery.driver_sql``), without SQLAlchemy's compiling and row processing per batch.
+_PENDING = IdQuery(f"""
+UPDATE {D.name} SET state = {{p}}, claimed_at = {{p}}, claimed_by = {{p}}, updated_at = {{p}}
+WHERE id IN (SELECT id FROM {D.name}
+             WHERE state = {{p}} AND next_attempt_at IS NULL AND id > {{p}}
+             ORDER BY id LIMIT {{p}} {{lock}})
+RETURNING id, edition_id, subscriber_id, attempts, cutoff""")
+
+
+def _take_pending(conn: Connection, worker: str, n: int, after_id: int, now: dt.datetime
+                  ) -> list[Claim]:
+    at = stored_time(conn, now)
+    rows = driver_query(conn, _PENDING, DeliveryState.SENDING.value, at, worker, at,
+                        DeliveryState.PENDING.value, after_id, n)
+    return [Claim(delivery_id, edition_id, subscriber_id, attempts, aware_utc(cutoff))
+            for delivery_id, edition_id, subscriber_id, attempts, cutoff in rows]
+
+
 def claim(conn: Connection, worker: str, n: int, *, claim_timeout: float,
           retry_deferred_before: dt.datetime | None = None, after_id: int = 0,
           now: dt.datetime | None = None) -> list[Claim]:
@@ -82,8 +102,7 @@ def claim(conn: Connection, worker: str, n: int, *, claim_timeout: float,
     stale_before = now - dt.timedelta(seconds=claim_timeout)
     # Pending rows have no next_attempt_at, so the (state, next_attempt_at) index yields them
     # in id order from the cursor on: no sort, no scan of the rows already done.
-    taken = _take(conn, worker, n, and_(D.c.state == DeliveryState.PENDING,
-                                        D.c.next_attempt_at.is_(None), D.c.id > after_id), now)
+    taken = _take_pending(conn, worker, n, after_id, now)
     if len(taken) < n:
         taken += _take(conn, worker, n - len(taken),
                        _retry(now, stale_before, retry_deferred_before, worker), now)

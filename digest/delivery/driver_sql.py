@@ -1,0 +1,99 @@
+"""The send's per-batch reads at the driver level: an id list as one value, stored values
+converted by hand.
+
+A send reads its readers a batch at a time (``delivery.snapshots``), several times a second.
+Through SQLAlchemy each of the 500 ids of a batch was a bound literal compiled into the
+statement, and each value of each row went through its type's result processor (a regular
+expression per timestamp on SQLite): two thirds of the time of a batch's reads, on the thread
+that also drives the SMTP connections (measured with ``bench/send.py``). Here:
+
+- the ids go into the statement as ONE piece: on SQLite a literal list of integers (each made
+  by ``int()``, so nothing else can get in), on PostgreSQL one text parameter cast to
+  ``integer[]`` (``= ANY(...)``: one plan for any length);
+- values come back as the driver gives them and are converted the way the column types would
+  (``UTCDateTime``: aware UTC; ``JSON``: parsed), with ``aware_utc`` and ``stored_json``.
+
+``tests/test_deliveries.py`` checks these reads against the same queries through SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import Connection
+
+__all__ = ["IdQuery", "aware_utc", "driver_query", "driver_rows", "stored_json", "stored_time"]
+
+_CHUNK = 5000  # ids per statement: a short statement whatever the list
+
+
+class IdQuery:
+    """A statement with ``{p}`` for each parameter, where an id list goes ``{ids}`` after a
+    column (``IN (...)`` or ``= ANY(...)``) and ``{lock}`` where PostgreSQL takes row locks
+    (``FOR UPDATE SKIP LOCKED``; SQLite has one writer): written once for both dialects."""
+
+    def __init__(self, template: str) -> None:
+        self.sqlite = template.replace("{p}", "?").replace(" {lock}", "")
+        self.postgresql = (template.replace("{ids}", "= ANY(CAST(%s AS integer[]))")
+                           .replace("{p}", "%s").replace("{lock}", "FOR UPDATE SKIP LOCKED"))
+
+
+def driver_rows(conn: Connection, query: IdQuery, ids: Sequence[int], *params: Any
+                ) -> Iterator[tuple[Any, ...]]:
+    """The rows of ``query`` for ``ids`` (in chunks; the ids are the first parameter on
+    PostgreSQL), as the driver returns them."""
+    postgresql = conn.dialect.name == "postgresql"
+    with _cursor(conn) as cursor:
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ",".join(str(int(i)) for i in ids[start:start + _CHUNK])
+            if postgresql:
+                cursor.execute(query.postgresql, (f"{{{chunk}}}", *params))
+            else:
+                cursor.execute(query.sqlite.replace("{ids}", f"IN ({chunk})"), params)
+            yield from cursor.fetchall()
+
+
+def driver_query(conn: Connection, query: IdQuery, *params: Any) -> list[tuple[Any, ...]]:
+    """The rows of ``query`` (no id list), as the driver returns them."""
+    with _cursor(conn) as cursor:
+        cursor.execute(query.postgresql if conn.dialect.name == "postgresql" else query.sqlite,
+                       params)
+        return list(cursor.fetchall())
+
+
+@contextlib.contextmanager
+def _cursor(conn: Connection) -> Iterator[Any]:
+    # The DBAPI cursor of the connection's transaction: plain tuples, fetched in C (no Row
+    # objects). Nothing on it needs SQLAlchemy's events or types.
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        yield cursor
+    finally:
+        cursor.close()
+
+
+def stored_time(conn: Connection, when: dt.datetime) -> Any:
+    """``when`` as ``UTCDateTime`` binds it: naive UTC; on SQLite the text it stores."""
+    naive = when.astimezone(dt.UTC).replace(tzinfo=None)
+    if conn.dialect.name == "postgresql":
+        return naive
+    return naive.isoformat(" ", "microseconds")
+
+
+def aware_utc(value: Any) -> dt.datetime | None:
+    """A stored ``UTCDateTime`` (SQLite: text; PostgreSQL: a naive datetime) as aware UTC."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    assert isinstance(value, dt.datetime)
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def stored_json(value: Any) -> Any:
+    """A stored ``JSON`` value: SQLite gives its text, psycopg the parsed value."""
+    return json.loads(value) if isinstance(value, str | bytes) else value
