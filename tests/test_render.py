@@ -65,6 +65,22 @@ def test_titles_are_escaped_in_html_and_verbatim_in_text(settings: Settings) -> 
     assert "<script>alert('x')</script>" in text
 
 
+def test_a_readers_address_is_escaped_in_html_and_verbatim_in_text(settings: Settings) -> None:
+    """Each value is encoded once per message and shared by both parts, unless escaping
+    changes it: an address may hold ``'`` and ``&``."""
+    rendered = Renderer(settings).render(sample_digest())
+    odd = replace(STEFAN, subscriber_id=98, email="o'neil&co@example.ro")
+    for reader, html_form in ((odd, "o&#x27;neil&amp;co@example.ro"),
+                              (STEFAN, STEFAN.email)):
+        message = parse(rendered.message_for(reader).data)
+        text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+        assert reader.email in text and html_form in html
+        assert rendered.values(reader)["unsubscribe_url"] in text
+        assert rendered.values(reader)["unsubscribe_url"] in html
+    assert "o'neil&co@example.ro" not in html
+
+
 def test_html_with_max_items_of_long_articles_stays_under_100_kb(settings: Settings) -> None:
     articles = tuple(long_article(i, image=True, title=f"{NASTY_TITLE} {i}" * 3)
                      for i in range(settings.max_items))

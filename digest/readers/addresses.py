@@ -109,6 +109,8 @@ def clean_text(raw: str | None) -> str | None:
 
 def smtp_address(email: str) -> str:
     """The ASCII form used on the wire (``ion@bücher.de`` -> ``ion@xn--bcher-kva.de``)."""
+    if email.isascii():  # the idna codec gives an ASCII domain back as it is
+        return email
     local, _, domain = email.rpartition("@")
     try:
         return f"{local}@{domain.encode('idna').decode('ascii')}"

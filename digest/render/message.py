@@ -7,11 +7,12 @@ Two steps, because a digest goes to many readers:
   CSS inlining, quoted-printable encoding and every header that is the same for all readers.
   Per-reader values (unsubscribe and preferences links, the reader's address) are rendered as
   unguessable markers and the encoded bodies are split at them (see ``digest.render.mime``).
-- ``RenderedDigest.message_for(reader)`` -- the cheap part: two tokens, the To, Message-ID and
-  List-Unsubscribe headers, the values put into the pre-encoded bodies, DKIM when configured.
-  The result (``Outgoing.wire``) is already in SMTP DATA form -- CRLF, dot-stuffed, ending with
-  the end-of-data line -- because the segments were stuffed once per digest: the transport
-  writes it as it is, with no pass over the message (``Outgoing.data`` gives the plain bytes).
+- ``RenderedDigest.message_for(reader)`` (``render.reader_copy``) -- the cheap part: two
+  tokens, the To, Message-ID and List-Unsubscribe headers, the values put into the pre-encoded
+  bodies, DKIM when configured. The result (``Outgoing.wire``) is already in SMTP DATA form
+  -- CRLF, dot-stuffed, ending with the end-of-data line -- because the segments were stuffed
+  once per digest: the transport writes it as it is, with no pass over the message
+  (``Outgoing.data`` gives the plain bytes).
 
 The Date header is the edition's cutoff (when it was planned), not the send time: a message
 that is resent after a crash is then byte-identical, same Message-ID, same DKIM signature.
@@ -20,34 +21,30 @@ No database, network or clock is touched here.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from email.utils import format_datetime, parseaddr
 
 import css_inline
 import jinja2
 
-from digest.compose import Digest, ReaderView
-from digest.config.errors import InvalidInput
+from digest.compose import Digest
 from digest.config.settings import Settings
-from digest.readers.addresses import smtp_address
 from digest.render.dkim import DkimSigner
 from digest.render.environment import make_environment
-from digest.render.html_text import escape_attribute_brackets, escaped_values
+from digest.render.html_text import escape_attribute_brackets
 from digest.render.i18n import Language, language
-from digest.render.identity import installation_tag, message_id_for
+from digest.render.identity import installation_tag
 from digest.render.mime import (
-    END_OF_DATA,
     QpTemplate,
     ascii_url,
     encode_phrase,
     format_mailbox,
-    from_data_form,
     header_line,
     idna_domain,
 )
+from digest.render.reader_copy import Outgoing, RenderedDigest
 from digest.render.tokens import Purpose, make_bounce_token, make_token
 from digest.render.values import (
     article_items,
@@ -63,25 +60,6 @@ __all__ = ["Outgoing", "RenderedDigest", "Renderer"]
 
 _READER_VALUES = ("unsubscribe_url", "preferences_url", "reader_email")
 _CACHE_SIZE = 32
-_TEXT_PART = (b'Content-Type: text/plain; charset="utf-8"\r\n'
-              b"Content-Transfer-Encoding: quoted-printable\r\n")
-_HTML_PART = (b'Content-Type: text/html; charset="utf-8"\r\n'
-              b"Content-Transfer-Encoding: quoted-printable\r\n")
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """One message ready for SMTP."""
-
-    sender: str  # envelope MAIL FROM, ASCII (per message: VERP may make it the reader's own)
-    recipient: str  # envelope RCPT TO, ASCII
-    message_id: str  # "<...@domain>", deterministic per (edition, subscriber)
-    wire: bytes  # SMTP DATA form: CRLF line endings, dot-stuffed, ending with ".\r\n"
-
-    @property
-    def data(self) -> bytes:
-        """The message as the receiver stores it (CRLF line endings), e.g. for a preview."""
-        return from_data_form(self.wire)
 
 
 def _mailbox_header(raw: str) -> str:
@@ -104,6 +82,7 @@ class Renderer:
         nonce = secrets.token_hex(8)
         self._markers = {name: f"@@{nonce}:{name}@@" for name in _READER_VALUES}
         self.base_url = ascii_url(settings.base_url.rstrip("/"))
+        self._link_base = {purpose: f"{self.base_url}/{purpose.value}/" for purpose in Purpose}
         sender = settings.from_address
         self.domain = idna_domain(sender.domain)
         self.sender = f"{sender.username}@{self.domain}"
@@ -126,7 +105,7 @@ class Renderer:
 
     def link(self, purpose: Purpose, subscriber_id: int) -> str:
         """The reader's unsubscribe or preferences page (these tokens never expire)."""
-        return f"{self.base_url}/{purpose.value}/{make_token(self._secret, purpose, subscriber_id)}"
+        return self._link_base[purpose] + make_token(self._secret, purpose, subscriber_id)
 
     def templates(self, lang: Language) -> tuple[jinja2.Template, jinja2.Template]:
         """The (HTML, text) templates in ``lang``, loaded once per language."""
@@ -214,84 +193,3 @@ class Renderer:
     def signature(self, data: bytes) -> bytes:
         """The DKIM-Signature header field for ``data`` (empty when DKIM is off)."""
         return self.sign(data)[:-len(data)] if self._signer is not None else b""
-
-
-class RenderedDigest:
-    """A digest rendered once; ``message_for`` makes each reader's copy."""
-
-    def __init__(self, renderer: Renderer, digest: Digest, subject: str, text: QpTemplate,
-                 html_body: QpTemplate | None) -> None:
-        self.subject = subject
-        self.digest = digest
-        self._renderer = renderer
-        self._text = text
-        self._html = html_body
-        self._before_to, self._after_to = renderer.headers(digest, subject)
-        if html_body is None:
-            self._content = _TEXT_PART
-            self._parts = None
-        else:
-            # Deterministic per digest; "==" never occurs in quoted-printable text.
-            seed = hashlib.sha256(repr(digest).encode()).hexdigest()[:24]
-            boundary = f"==digest-{seed}=="
-            self._content = (f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n'
-                             .encode("ascii"))
-            self._parts = (
-                f"--{boundary}\r\n".encode("ascii") + _TEXT_PART + b"\r\n",
-                f"\r\n--{boundary}\r\n".encode("ascii") + _HTML_PART + b"\r\n",
-                f"\r\n--{boundary}--\r\n".encode("ascii"),
-            )
-
-    def values(self, reader: ReaderView) -> dict[str, str]:
-        """The reader's own values (plain text), as put into the bodies."""
-        link = self._renderer.link
-        return {
-            "unsubscribe_url": link(Purpose.UNSUBSCRIBE, reader.subscriber_id),
-            "preferences_url": link(Purpose.PREFERENCES, reader.subscriber_id),
-            "reader_email": reader.email,
-        }
-
-    def text_for(self, reader: ReaderView) -> str:
-        """The plain-text body this reader gets, decoded."""
-        return self._text.text_for(self.values(reader))
-
-    def html_for(self, reader: ReaderView) -> str | None:
-        """The HTML body this reader gets, decoded (None for a plain-text-only reader)."""
-        if self._html is None:
-            return None
-        return self._html.text_for(escaped_values(self.values(reader)))
-
-    def message_for(self, reader: ReaderView) -> Outgoing:
-        renderer = self._renderer
-        values = self.values(reader)
-        recipient = smtp_address(reader.email)
-        if not recipient.isascii():
-            raise InvalidInput(
-                f"{reader.email} has a non-ASCII local part, which needs SMTPUTF8.",
-                "this sender writes 7-bit messages; ask the reader for another address")
-        message_id = message_id_for(self.digest.edition.id, reader.subscriber_id,
-                                    renderer.domain, renderer.installation)
-        head = b"".join((
-            self._before_to,
-            header_line("To", format_mailbox(reader.name, recipient)),
-            header_line("Message-ID", message_id),
-            self._after_to,
-            header_line("List-Unsubscribe", f"<{values['unsubscribe_url']}>"),
-            b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
-            b"Precedence: bulk\r\nAuto-Submitted: auto-generated\r\n",
-            self._content,
-        ))
-        wire = head + self._body(values, wire=True) + END_OF_DATA  # headers need no stuffing
-        if renderer.signs:
-            data = head + self._body(values, wire=False)  # DKIM signs what the receiver stores
-            wire = renderer.signature(data) + wire
-        sender = renderer.envelope_sender(self.digest.edition.id, reader.subscriber_id)
-        return Outgoing(sender, recipient, message_id, wire)
-
-    def _body(self, values: dict[str, str], *, wire: bool) -> bytes:
-        """The blank line and the body; ``wire``: dot-stuffed for SMTP DATA."""
-        if self._parts is None or self._html is None:
-            return b"\r\n" + self._text.fill(values, wire=wire)
-        first, second, end = self._parts
-        return b"\r\n" + b"".join((first, self._text.fill(values, wire=wire), second,
-                                    self._html.fill(escaped_values(values), wire=wire), end))

@@ -32,6 +32,7 @@ __all__ = [
     "clean_header_text",
     "dot_stuff",
     "encode_phrase",
+    "encoded_value",
     "format_mailbox",
     "from_data_form",
     "header_line",
@@ -161,6 +162,17 @@ def qp_encode(text: str) -> bytes:
     return binascii.b2a_qp(text.encode("utf-8")).replace(b"\n", CRLF)
 
 
+def encoded_value(value: str) -> tuple[bytes, bytes]:
+    """A per-reader value as ``QpTemplate`` puts it between its chunks: quoted-printable, ending
+    with a line break or a soft break (the next chunk starts a line); and the same dot-stuffed
+    for SMTP DATA."""
+    encoded = qp_encode(value)
+    if encoded and not encoded.endswith(CRLF):
+        encoded += _SOFT_BREAK
+    stuffed = dot_stuff(encoded) if encoded.startswith(b".") or b"\r\n." in encoded else encoded
+    return encoded, stuffed
+
+
 def dot_stuff(piece: bytes) -> bytes:
     """SMTP transparency (RFC 5321 section 4.5.2) for a piece that starts at a line start:
     every line that begins with ``.`` gets a second one. Two C-speed ``bytes`` operations."""
@@ -224,15 +236,16 @@ class QpTemplate:
         return encoded if not encoded or encoded.endswith(CRLF) else encoded + _SOFT_BREAK
 
     def fill(self, values: Mapping[str, str], *, wire: bool = False) -> bytes:
-        chunks = self._wire_chunks if wire else self._chunks
-        out: list[bytes] = []
-        for chunk, name in zip(chunks, self._names, strict=False):
-            out.append(chunk)
-            value = qp_encode(values[name])
-            if wire and (value.startswith(b".") or b"\r\n." in value):
-                value = dot_stuff(value)
-            out.append(value if not value or value.endswith(CRLF) else value + _SOFT_BREAK)
-        out.append(chunks[-1])
+        return self.fill_encoded({name: encoded_value(v) for name, v in values.items()},
+                                 wire=wire)
+
+    def fill_encoded(self, values: Mapping[str, tuple[bytes, bytes]], *, wire: bool) -> bytes:
+        """``fill`` with values already made by ``encoded_value`` (a message's two parts share
+        them: each value is encoded once per message)."""
+        which = 1 if wire else 0
+        out = [b""] * (2 * len(self._names) + 1)
+        out[::2] = self._wire_chunks if wire else self._chunks  # chunk i, value i, chunk i+1
+        out[1::2] = [values[name][which] for name in self._names]
         return b"".join(out)
 
     def text_for(self, values: Mapping[str, str]) -> str:
