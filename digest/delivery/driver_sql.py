@@ -26,7 +26,8 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-__all__ = ["IdQuery", "aware_utc", "driver_query", "driver_rows", "stored_json", "stored_time"]
+__all__ = ["IdQuery", "aware_utc", "driver_query", "driver_rows", "driver_update", "stored_json",
+           "stored_time"]
 
 _CHUNK = 5000  # ids per statement: a short statement whatever the list
 
@@ -37,6 +38,8 @@ class IdQuery:
     (``FOR UPDATE SKIP LOCKED``; SQLite has one writer): written once for both dialects."""
 
     def __init__(self, template: str) -> None:
+        # Where the id list goes among the parameters (PostgreSQL binds it as one of them).
+        self.ids_at = template.split("{ids}")[0].count("{p}")
         self.sqlite = template.replace("{p}", "?").replace(" {lock}", "")
         self.postgresql = (template.replace("{ids}", "= ANY(CAST(%s AS integer[]))")
                            .replace("{p}", "%s").replace("{lock}", "FOR UPDATE SKIP LOCKED"))
@@ -44,17 +47,31 @@ class IdQuery:
 
 def driver_rows(conn: Connection, query: IdQuery, ids: Sequence[int], *params: Any
                 ) -> Iterator[tuple[Any, ...]]:
-    """The rows of ``query`` for ``ids`` (in chunks; the ids are the first parameter on
-    PostgreSQL), as the driver returns them."""
-    postgresql = conn.dialect.name == "postgresql"
+    """The rows of ``query`` for ``ids`` (in chunks), as the driver returns them."""
     with _cursor(conn) as cursor:
         for start in range(0, len(ids), _CHUNK):
-            chunk = ",".join(str(int(i)) for i in ids[start:start + _CHUNK])
-            if postgresql:
-                cursor.execute(query.postgresql, (f"{{{chunk}}}", *params))
-            else:
-                cursor.execute(query.sqlite.replace("{ids}", f"IN ({chunk})"), params)
+            _execute(conn, cursor, query, ids[start:start + _CHUNK], params)
             yield from cursor.fetchall()
+
+
+def driver_update(conn: Connection, query: IdQuery, ids: Sequence[int], *params: Any) -> int:
+    """Run ``query`` (no result rows) for ``ids``, in chunks; how many rows it changed."""
+    changed = 0
+    with _cursor(conn) as cursor:
+        for start in range(0, len(ids), _CHUNK):
+            _execute(conn, cursor, query, ids[start:start + _CHUNK], params)
+            changed += cursor.rowcount
+    return changed
+
+
+def _execute(conn: Connection, cursor: Any, query: IdQuery, ids: Sequence[int],
+             params: tuple[Any, ...]) -> None:
+    chunk = ",".join(str(int(i)) for i in ids)
+    if conn.dialect.name == "postgresql":
+        at = query.ids_at
+        cursor.execute(query.postgresql, (*params[:at], f"{{{chunk}}}", *params[at:]))
+    else:
+        cursor.execute(query.sqlite.replace("{ids}", f"IN ({chunk})"), params)
 
 
 def driver_query(conn: Connection, query: IdQuery, *params: Any) -> list[tuple[Any, ...]]:

@@ -25,11 +25,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, Table, bindparam, or_, text, update
+from sqlalchemy import Connection, Engine, Table, bindparam, text, update
 from sqlalchemy.orm import Session
 
 from digest.delivery.claims import Claim
-from digest.delivery.snapshots import id_in
+from digest.delivery.driver_sql import IdQuery, driver_update, stored_time
 from digest.readers.lifecycle import mark_bounced
 from digest.store.models import Delivery, DeliveryState, Subscriber, utcnow
 
@@ -96,6 +96,11 @@ _OTHER_SQLITE = (f"UPDATE {D.name} SET state = ?, attempts = ?, next_attempt_at 
                  "smtp_code = ?, smtp_reply = ?, claimed_by = NULL, updated_at = ? WHERE id = ?")
 
 
+# A sent result moves the reader's last digest time to the edition's cutoff, never back.
+_LAST_DIGEST = IdQuery(f"UPDATE {S.name} SET last_digest_at = {{p}} WHERE id {{ids}} "
+                       "AND (last_digest_at IS NULL OR last_digest_at < {p})")
+
+
 def _stored(when: dt.datetime | None) -> str | None:
     """A timestamp as SQLAlchemy stores it in SQLite (naive UTC, always with microseconds),
     which PostgreSQL reads as a ``timestamp`` too."""
@@ -108,10 +113,11 @@ def _write_sqlite(conn: Connection, sent: list[dict[str, Any]],
                   other: list[dict[str, Any]]) -> None:
     state = DeliveryState.SENT.value
     if sent:
+        lists: dict[tuple[int, ...], str] = {}  # readers of a digest share its article list
         conn.exec_driver_sql(_SENT_SQLITE, [
             (state, at, r["b_message_id"], r["b_code"], r["b_reply"],
-             json.dumps(r["b_articles"]), at, r["b_id"])
-            for r in sent for at in (_stored(r["b_at"]),)])
+             lists.get(ids) or lists.setdefault(ids, json.dumps(ids)), at, r["b_id"])
+            for r in sent for at, ids in ((_stored(r["b_at"]), r["b_articles"]),)])
     if other:
         conn.exec_driver_sql(_OTHER_SQLITE, [
             (r["b_state"].value, r["b_attempts"], _stored(r["b_next"]), r["b_code"],
@@ -160,10 +166,8 @@ class Results:
             conn.execute(_SENT, self.sent)
         if self.sent:
             for cutoff, readers in self.last.items():  # one statement per edition
-                conn.execute(update(S).where(id_in(conn, S.c.id, readers),
-                                             or_(S.c.last_digest_at.is_(None),
-                                                 S.c.last_digest_at < cutoff))
-                             .values(last_digest_at=cutoff))
+                at = stored_time(conn, cutoff)
+                driver_update(conn, _LAST_DIGEST, readers, at, at)
         if self.other and dialect not in ("postgresql", "sqlite"):
             conn.execute(_OTHER, self.other)
         if self.bounces:
@@ -195,7 +199,7 @@ class Recorder:
              reply: str, article_ids: Sequence[int]) -> None:
         self._buffer.sent.append({"b_id": claim.delivery_id, "b_at": self.clock(),
                                   "b_message_id": message_id, "b_code": code, "b_reply": reply,
-                                  "b_articles": list(article_ids)})
+                                  "b_articles": tuple(article_ids)})
         self._buffer.last.setdefault(cutoff, []).append(claim.subscriber_id)
         self._count(DeliveryState.SENT)
 
