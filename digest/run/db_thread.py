@@ -13,17 +13,29 @@ path): a local file answers in microseconds, so there is no waiting to hide, and
 
 SQLAlchemy connections are not thread-safe: each ``DbThread`` opens its connection on its own
 single worker thread, uses it only there and closes it there.
+
+**Index lookups only, on PostgreSQL.** Every statement of a send looks rows up by key: a batch's
+500 ids (``= ANY``), the pending rows from the claim cursor on, this sender's claims. On a table
+not analyzed yet -- a fresh import, or the bench's 20,000 readers -- PostgreSQL priced 500 key
+lookups above a scan of the whole table and scanned: ``subscribers`` and ``deliveries`` in full
+for each batch's reads and each status check, 72 us of server CPU per message on the same two
+cores (``bench/send.py``). The send's two connections therefore run with
+``enable_seqscan = off`` (a scan stays possible where no index serves), reset before the
+connection goes back to the pool; ``tests/test_deliveries.py`` explains each statement.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 from collections.abc import Callable
 from typing import TypeVar
 
 from sqlalchemy import Connection, Engine
 
-__all__ = ["DbThread"]
+__all__ = ["INDEX_LOOKUPS", "DbThread"]
+
+INDEX_LOOKUPS = "SET enable_seqscan = off"  # the send's PostgreSQL connections (see above)
 
 
 T = TypeVar("T")
@@ -64,7 +76,7 @@ class DbThread:
 
     def _run(self, work: Callable[[Connection], T]) -> T:
         if self._connection is None:
-            self._connection = self.engine.connect()
+            self._connection = self._connect()
         try:
             with self._connection.begin():
                 return work(self._connection)
@@ -74,8 +86,24 @@ class DbThread:
             self._close()
             raise
 
+    def _connect(self) -> Connection:
+        connection = self.engine.connect()
+        if self.engine.dialect.name == "postgresql":
+            try:
+                connection.exec_driver_sql(INDEX_LOOKUPS)
+                connection.commit()
+            except BaseException:
+                connection.invalidate()
+                connection.close()
+                raise
+        return connection
+
     def _close(self) -> None:
         if self._connection is not None:
+            if self.engine.dialect.name == "postgresql" and not self._connection.invalidated:
+                with contextlib.suppress(Exception):  # else the pool's reset drops it anyway
+                    self._connection.exec_driver_sql("RESET enable_seqscan")
+                    self._connection.commit()
             self._connection.close()
             self._connection = None
 
