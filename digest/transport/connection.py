@@ -51,6 +51,14 @@ def ehlo_name() -> str:
     return (dotted or names or ["localhost"])[0]
 
 
+async def _ehlo_name() -> str:
+    # The first lookup may block on DNS: on a thread. Then it is known (a bulk send opens a
+    # connection every DIGEST_SMTP_MAX_PER_CONNECTION messages: no thread hop each time).
+    if ehlo_name.cache_info().currsize:
+        return ehlo_name()
+    return await asyncio.to_thread(ehlo_name)
+
+
 async def _auth(client: aiosmtplib.SMTP, settings: Settings) -> None:
     """One AUTH command with the best mechanism offered; a 5xx refusal is a ConfigError."""
     user, password = settings.smtp_username or "", settings.smtp_password or ""
@@ -87,7 +95,7 @@ async def open_connection(settings: Settings) -> aiosmtplib.SMTP:
         hostname=settings.smtp_host,
         port=settings.smtp_port,
         use_tls=security is SmtpSecurity.TLS,
-        local_hostname=settings.smtp_ehlo_name or await asyncio.to_thread(ehlo_name),
+        local_hostname=settings.smtp_ehlo_name or await _ehlo_name(),
         start_tls=False,  # done explicitly below, so a missing STARTTLS is an error, not a fallback
         tls_context=tls_context(settings) if security is not SmtpSecurity.NONE else None,
         timeout=settings.smtp_timeout,

@@ -31,6 +31,7 @@ every reply goes through ``transport.replies.classify``.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import deque
 from typing import Protocol
 
@@ -60,15 +61,22 @@ class SessionLost(Exception):
 
 def _address(address: str) -> str:
     # What aiosmtplib refuses too: a control character would inject a command.
-    if not address.isascii() or not address.isprintable() or any(c in address for c in "<> "):
+    if (not address.isascii() or not address.isprintable()
+            or "<" in address or ">" in address or " " in address):
         raise ValueError(f"{address!r} cannot be put in an SMTP command")
     return address
 
 
+@functools.lru_cache(maxsize=8)
+def _mail_from(sender: str) -> bytes:
+    # Without VERP every message has the same envelope sender: checked and encoded once.
+    return f"MAIL FROM:<{_address(sender)}>\r\n".encode("ascii")
+
+
 def envelope_commands(job: Envelope) -> tuple[bytes, bytes, bytes]:
     """MAIL FROM, RCPT TO and DATA for one message (ValueError for an unusable address)."""
-    return (f"MAIL FROM:<{_address(job.sender)}>\r\n".encode("ascii"),
-            f"RCPT TO:<{_address(job.recipient)}>\r\n".encode("ascii"), b"DATA\r\n")
+    return (_mail_from(job.sender), f"RCPT TO:<{_address(job.recipient)}>\r\n".encode("ascii"),
+            b"DATA\r\n")
 
 
 class ReplyReader(asyncio.Protocol):
@@ -80,8 +88,11 @@ class ReplyReader(asyncio.Protocol):
         self.transport = transport
         self._buffer = bytearray()
         self._lines: list[str] = []  # the first lines of a multi-line reply
+        self._texts: dict[bytes, str] = {}  # reply texts as received -> decoded
         self._replies: deque[tuple[int, str]] = deque()
         self._waiter: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None  # see reply()
+        self._deadline = self._timeout = 0.0
         self.lost: str | None = None  # why the connection is no longer usable
         self._loop = asyncio.get_running_loop()
         transport.set_protocol(self)
@@ -89,15 +100,28 @@ class ReplyReader(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer
         buffer += data
-        start = 0
-        while (end := buffer.find(b"\n", start)) >= 0:
-            line = bytes(buffer[start:end]).rstrip(b"\r")
-            start = end + 1
+        end = buffer.rfind(b"\n")
+        if end < 0:
+            if len(buffer) > _MAX_PENDING:
+                self._fail("a reply line too long")
+            return
+        complete = bytes(buffer[:end])
+        del buffer[:end + 1]
+        texts = self._texts
+        for line in complete.split(b"\n"):
+            if line.endswith(b"\r"):
+                line = line[:-1]
             if len(line) < 3 or not line[:3].isdigit():
                 self._fail(f"not an SMTP reply: {line[:80]!r}")
                 return
-            # No NUL: a reply is stored in the ledger, and PostgreSQL text cannot hold one.
-            text = line[4:].strip().replace(b"\0", b"").decode("utf-8", "replace")
+            raw = line[4:]
+            text = texts.get(raw)
+            if text is None:  # most replies repeat word for word: decoded once
+                # No NUL: a reply is stored in the ledger, and PostgreSQL text cannot hold one.
+                text = raw.strip().replace(b"\0", b"").decode("utf-8", "replace")
+                if len(texts) >= 256:
+                    texts.clear()
+                texts[raw] = text
             if line[3:4] == b"-":
                 self._lines.append(text)
                 continue
@@ -105,7 +129,6 @@ class ReplyReader(asyncio.Protocol):
                 text = "\n".join((*self._lines, text))
                 self._lines = []
             self._replies.append((int(line[:3]), text))
-        del buffer[:start]
         if len(buffer) > _MAX_PENDING:
             self._fail("a reply line too long")
         self._wake()
@@ -123,24 +146,39 @@ class ReplyReader(asyncio.Protocol):
         self.transport.close()
         self._wake()
 
-    def _time_out(self, waiter: asyncio.Future[None], timeout: float) -> None:
-        if not waiter.done():
-            self._fail(f"no reply within {timeout:g} s")
-
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+        if self.lost is not None and self._timer is not None:
+            self._timer.cancel()  # no further wait on this connection
+            self._timer = None
+
+    def _watch(self) -> None:
+        """The timer: fail a wait that passed its deadline, else wait for the current one."""
+        self._timer = None
+        waiting = self._waiter is not None and not self._waiter.done()
+        if not waiting or self.lost is not None:
+            return  # the next wait arms the timer again
+        if self._loop.time() < self._deadline:
+            self._timer = self._loop.call_at(self._deadline, self._watch)
+            return
+        self._fail(f"no reply within {self._timeout:g} s")
 
     async def reply(self, timeout: float) -> tuple[int, str]:
         """The next reply; SessionLost when there is none (drop, timeout, garbage)."""
         if not self._replies and self.lost is None:
-            # A plain timer (not asyncio.timeout): cheaper, once or twice per message.
+            # One timer per connection, not one per wait (asyncio.timeout, call_later): each
+            # wait moves the deadline; the timer, when it fires, fails a wait that passed it
+            # or sets itself for the deadline of the wait now under way.
             waiter = self._waiter = self._loop.create_future()
-            timer = self._loop.call_later(timeout, self._time_out, waiter, timeout)
+            self._deadline, self._timeout = self._loop.time() + timeout, timeout
+            if self._timer is None or self._timer.when() > self._deadline:  # (a shorter one)
+                if self._timer is not None:
+                    self._timer.cancel()
+                self._timer = self._loop.call_at(self._deadline, self._watch)
             try:
                 await waiter
             finally:
-                timer.cancel()
                 self._waiter = None
         if self._replies:
             return self._replies.popleft()
