@@ -9,6 +9,7 @@ parts -- and DKIM when configured. The result (``Outgoing.wire``) is already in 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -31,6 +32,7 @@ from digest.render.tokens import Purpose
 __all__ = ["Outgoing", "RenderedDigest"]
 
 Encoded = Mapping[str, tuple[bytes, bytes]]  # per-reader values made by encoded_value
+_HTML_SPECIAL = re.compile("[&<>\"']")  # what html.escape(quote=True) changes
 _TEXT_PART = (b'Content-Type: text/plain; charset="utf-8"\r\n'
               b"Content-Transfer-Encoding: quoted-printable\r\n")
 _HTML_PART = (b'Content-Type: text/html; charset="utf-8"\r\n'
@@ -136,7 +138,7 @@ class RenderedDigest:
         # it: an address with & or ', say).
         text = {name: encoded_value(value) for name, value in values.items()}
         html = text
-        if self._html is not None:
+        if self._html is not None and _HTML_SPECIAL.search("".join(values.values())):
             escaped = escaped_values(values)
             if escaped != values:
                 html = {name: text[name] if value == values[name] else encoded_value(value)

@@ -2,12 +2,12 @@
 
 Each SMTP worker, when its connection is free, pulls the next message. Deliveries are claimed
 a batch at a time, one batch ahead, and each reader's digest is composed (memoized for readers
-with the same inputs), rendered once per distinct digest and filled in per reader just in time.
-Each reply is journaled at once (``run.journal``: the crash bound) and written to the ledger
-in group commits. The database work (claims, reader
-loads, result writes, heartbeats) runs on two threads of its own (``run.db_thread``), so the
-event loop never waits on the database. Memory stays flat whatever the number of readers: two
-claimed batches at most.
+with the same inputs), rendered once per distinct digest and filled in per reader shortly
+before it goes out (``PREPARE_AHEAD`` at a time). Each reply is journaled at once
+(``run.journal``: the crash bound) and written to the ledger in group commits. The database
+work (claims, reader loads, result writes, heartbeats) runs on two threads of its own
+(``run.db_thread``), so the event loop never waits on the database. Memory stays flat whatever
+the number of readers: two claimed batches at most.
 
 Used by the planner (``digest send``/``run``, under the run lock) and by ``digest send --join``
 alike; the claimant name ``worker`` is unique per process (``delivery.presence``), and the rows
@@ -45,7 +45,7 @@ from digest.transport.replies import Reply, reply_hint
 if TYPE_CHECKING:
     from digest.run.report import RunReport
 
-__all__ = ["STATUS_EVERY", "Progress", "Sender", "heartbeat_every"]
+__all__ = ["PREPARE_AHEAD", "STATUS_EVERY", "Progress", "Sender", "heartbeat_every"]
 
 Progress = Callable[[int], None]
 _FLUSH_EVERY = 0.25  # seconds: results reach the database at least this often
@@ -55,6 +55,9 @@ _FLUSH_EVERY = 0.25  # seconds: results reach the database at least this often
 STATUS_EVERY = 0.1
 _REWRITE_AFTER = (0.2, 1.0, 2.0, 4.0)  # seconds: the last results after a lost connection
 GUARD_EVERY = 0.5  # seconds between two checks that the run's locks are still held
+# Messages made at a time (3 MB of 25 KB digests): 8-10 % less CPU per message than one at
+# a time (bench/send.py), each still checked right before it goes out (``_wanted``).
+PREPARE_AHEAD = 128
 
 
 def heartbeat_every(claim_timeout: float) -> float:
@@ -86,6 +89,7 @@ class Sender:
         self.recorder = self.ledger.recorder
         self.outstanding: dict[int, Claim] = {}  # claimed, no result yet
         self.claims: deque[Claim] = deque()  # claimed, not yet handed to a worker
+        self.ready: deque[Job] = deque()  # made, not yet handed to a worker
         self.readers: dict[int, ReaderView] = {}  # of the current batch
         self.inactive: set[int] = set()
         self.refill = asyncio.Lock()  # one worker waits for the next batch; the others queue
@@ -185,6 +189,7 @@ class Sender:
                     self.pool.stop(exc)
                     return
             queued = [c.subscriber_id for c in self.claims]
+            queued += (self.outstanding[job.key].subscriber_id for job in self.ready)
             if queued:
                 with contextlib.suppress(Exception):
                     gone: set[int] = await asyncio.wrap_future(
@@ -223,13 +228,16 @@ class Sender:
                     self._take(batch)
 
     def _from_batch(self) -> Job | None:
-        while self.claims:
-            c = self.claims.popleft()
-            job = self._prepare(c, self.readers.get(c.subscriber_id),
-                                c.subscriber_id in self.inactive)
-            if job is not None:
-                return job
-        return None
+        if not self.ready:
+            # A run of messages at a time: the same code and templates back to back, in the
+            # processor's caches, instead of one message between every two SMTP replies.
+            while self.claims and len(self.ready) < PREPARE_AHEAD:
+                c = self.claims.popleft()
+                job = self._prepare(c, self.readers.get(c.subscriber_id),
+                                    c.subscriber_id in self.inactive)
+                if job is not None:
+                    self.ready.append(job)
+        return self.ready.popleft() if self.ready else None
 
     def _take(self, batch: ClaimedBatch) -> None:
         self.outstanding.update((c.delivery_id, c) for c in batch.claims)
