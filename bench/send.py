@@ -22,7 +22,10 @@ schema of its own in a PostgreSQL database, dropped afterwards):
   processes at once: msg/s over the wall time, CPU per message summed over the processes;
 - with ``--plan-only N``: seed N readers, time the planning of their deliveries, nothing sent.
 
-Prints msg/s, the ratios to the ceiling, CPU per message and peak RSS; ``--json`` for JSON.
+The three run ``--rounds`` times (default 3), in turn: this machine's speed drifts by tens of
+percent within a minute, so each ratio is taken within a round and the median run and the
+median ratio are shown, with the spread of the rounds. Prints msg/s, the ratios to the
+ceiling, CPU per message and peak RSS; ``--json`` for JSON (every round included).
 """
 
 from __future__ import annotations
@@ -35,11 +38,12 @@ import json
 import multiprocessing
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -375,19 +379,38 @@ def _measure(url: str, n: int, ports: tuple[int, int], args: argparse.Namespace,
                     "plan": _run_child("plan", n, database_url, ports[0], args)}
         result: dict[str, Any] = {"n": n, "concurrency": args.concurrency,
                                   "database": database_url.split(":")[0], "join": []}
-        if "ceiling" in args.kinds:
-            result["ceiling"] = _run_child("ceiling", n, database_url, ports[0], args)
-        for kind, port in (("pipelined", ports[0]), ("lock_step", ports[1])):
-            if kind.replace("_", "-") in args.kinds:
-                _reset(database_url)
-                result[kind] = _run_child("e2e", n, database_url, port, args)
-                if "ceiling" in result:
-                    result[f"ratio_{kind}"] = (result[kind]["msg_per_s"]
-                                               / result["ceiling"]["msg_per_s"])
+        # Rounds of ceiling, pipelined, lock-step, one after the other: this machine's speed
+        # drifts by tens of percent within a minute, so a ratio is taken within each round
+        # (measurements seconds apart) and the median run and median ratio are reported.
+        rounds: dict[str, list[dict[str, Any]]] = {}
+        for _ in range(args.rounds):
+            _reset(database_url)  # the ceiling's sample digest is a first digest too
+            if "ceiling" in args.kinds:
+                rounds.setdefault("ceiling", []).append(
+                    _run_child("ceiling", n, database_url, ports[0], args))
+            for kind, port in (("pipelined", ports[0]), ("lock_step", ports[1])):
+                if kind.replace("_", "-") in args.kinds:
+                    _reset(database_url)
+                    rounds.setdefault(kind, []).append(
+                        _run_child("e2e", n, database_url, port, args))
+        for kind, runs in rounds.items():
+            result[kind] = _median(runs, lambda r: r["msg_per_s"])
+            result[f"{kind}_rounds"] = runs
+            if kind != "ceiling" and "ceiling" in rounds:
+                ratios = [r["msg_per_s"] / c["msg_per_s"]
+                          for r, c in zip(runs, rounds["ceiling"], strict=True)]
+                result[f"ratio_{kind}"] = statistics.median(ratios)
+                result[f"ratios_{kind}"] = ratios
         for k in args.join if database_url.startswith("postgresql") else ():
             _reset(database_url)
             result["join"].append(_run_joined(k, n, database_url, ports[0], args))
     return result
+
+
+def _median(runs: list[dict[str, Any]], key: Callable[[dict[str, Any]], float]
+            ) -> dict[str, Any]:
+    """The run in the middle by ``key`` (the lower middle of an even number)."""
+    return sorted(runs, key=key)[(len(runs) - 1) // 2]
 
 
 def _line(result: dict[str, Any]) -> str:
@@ -404,8 +427,11 @@ def _line(result: dict[str, Any]) -> str:
     for kind in ("pipelined", "lock_step"):
         if kind in result:
             r = result[kind]
-            ratio = (f"= {result[f'ratio_{kind}']:.2f} x ceiling  "
-                     if f"ratio_{kind}" in result else "")
+            ratio = ""
+            if f"ratio_{kind}" in result:
+                each = result[f"ratios_{kind}"]
+                spread = (f" (rounds {min(each):.2f}-{max(each):.2f})" if len(each) > 1 else "")
+                ratio = f"= {result[f'ratio_{kind}']:.2f} x ceiling{spread}  "
             parts.append(f"{kind.replace('_', '-'):<11} {r['msg_per_s']:7.0f} msg/s "
                          f"{r['cpu_us_per_msg']:5.0f} µs CPU/msg {ratio}"
                          f"peak RSS {r['peak_rss_mb']:.0f} MB")
@@ -425,6 +451,8 @@ def main() -> None:
     parser.add_argument("--compare", type=int, default=10_000,
                         help="a second, smaller run to compare peak RSS (default 10,000)")
     parser.add_argument("--no-compare", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of ceiling, pipelined, lock-step (medians are shown)")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--max-per-connection", type=int, default=100)
