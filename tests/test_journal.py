@@ -5,6 +5,7 @@ crash is ignored; segments the ledger has caught up with are deleted."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 from pathlib import Path
 
@@ -94,6 +95,24 @@ def test_a_live_senders_journal_is_left_alone_and_a_cut_line_ignored(
     rows = _rows(sessions)
     assert rows[first.delivery_id].state is DeliveryState.SENT
     assert rows[second.delivery_id].state is DeliveryState.SENDING
+
+
+def test_a_killed_senders_mapped_segment_is_read_up_to_its_last_line(
+        engine: Engine, sessions: sessionmaker[Session], tmp_path: Path) -> None:
+    """A SIGKILL leaves the segment as mapped: allocated to its full size, zeroed after the
+    last line. That tail is no reply; the lines before it are applied."""
+    first, second = _claimed(engine, sessions, "dead", 2)
+    journal = Journal(tmp_path, "dead")
+    journal.write(first, SENT, CUTOFF, "<a@example.ro>", [1])
+    segment = tmp_path / "dead.1.jsonl"
+    assert segment.stat().st_size == journal_module.SEGMENT_BYTES  # not closed: not trimmed
+    assert segment.read_bytes().rstrip(b"\0").endswith(b"]\n")
+    os.close(journal._lock)  # what the kernel does for a killed process: its flock goes
+    assert reconcile(engine, tmp_path) == 1
+    rows = _rows(sessions)
+    assert rows[first.delivery_id].state is DeliveryState.SENT
+    assert rows[second.delivery_id].state is DeliveryState.SENDING  # in flight: sent again
+    assert not segment.exists()
 
 
 def test_segments_go_once_the_ledger_has_them(

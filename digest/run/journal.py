@@ -1,11 +1,13 @@
 """The reply journal: what makes a crash resend only the messages truly in flight.
 
-Every SMTP reply is appended to this sender's journal -- one ``write()`` of one line, no fsync --
-before the next message goes out on that connection (``transport.pool`` hands the reply over
-first). A SIGKILL keeps what was written: the kernel's page cache belongs to the file, not to the
-process. Only a crash of the machine itself can lose the last lines (then the bound is the one
-of the group commits, see ``run.result_writer``). The ledger is still written in group commits;
-the journal only has to cover what is not committed yet.
+Every SMTP reply is appended to this sender's journal -- one line copied into the segment file,
+which is memory-mapped (``MAP_SHARED``), no fsync -- before the next message goes out on that
+connection (``transport.pool`` hands the reply over first). A SIGKILL keeps what was written:
+the kernel's page cache belongs to the file, not to the process; the zeroed, unused end of a
+segment left by a crash is no line and is skipped. Only a crash of the machine itself can lose
+the last lines (then the bound is the one of the group commits, see ``run.result_writer``).
+The ledger is still written in group commits; the journal only has to cover what is not
+committed yet.
 
 **Crash bound.** After a SIGKILL at any moment, the next ``digest send`` (or ``--join``) on the
 same machine reconciles the dead sender's journal into the ledger first (``reconcile``), so it
@@ -29,8 +31,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import fcntl
 import json
+import mmap
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -99,17 +103,39 @@ class Journal:
         self._ids: tuple[object, str] = (None, "")
         self._closed: list[tuple[Path, int]] = []  # full segments and their last count
         self._segment = 0
+        self._map: mmap.mmap | None = None
         self._fd, self._path = self._open_segment()
-        self._size = 0
 
     def _open_segment(self) -> tuple[int, Path]:
+        """The next segment, its blocks allocated and mapped: a line is then a copy into
+        the page cache, no system call (which also let the ledger thread take the
+        interpreter lock from the send loop on every reply)."""
         self._segment += 1
+        self._size = 0
         path = self.folder / f"{self._name}.{self._segment}.jsonl"
-        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), path
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            # Allocated, not sparse: a full disk fails here (OSError), never as a SIGBUS
+            # on a write into the map.
+            os.posix_fallocate(fd, 0, SEGMENT_BYTES)
+            self._map = mmap.mmap(fd, SEGMENT_BYTES)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENODEV):
+                os.close(fd)
+                raise
+            self._map = None  # a file system without fallocate or mmap: plain writes
+            os.ftruncate(fd, 0)
+        return fd, path
+
+    def _close_segment(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            os.ftruncate(self._fd, self._size)  # the allocated tail goes: exact JSON lines
+        os.close(self._fd)
 
     def write(self, c: Claim, reply: Reply, cutoff: dt.datetime, message_id: str,
               article_ids: Iterable[int]) -> None:
-        """One line, one ``write()``: in the page cache when this returns."""
+        """One line, copied into the mapped segment: in the page cache when this returns."""
         if cutoff is not self._cutoff[0]:  # one or a few per run
             self._cutoff = (cutoff, _LINE.encode(cutoff.isoformat()))
         if reply.text != self._text[0]:
@@ -121,14 +147,17 @@ class Journal:
         line = (f'[{c.delivery_id:d},{c.edition_id:d},{c.subscriber_id:d},{c.attempts:d},'
                 f'"{reply.outcome.value}",{code},{self._text[1]},{self._cutoff[1]},'
                 f'{_json_string(message_id)},{self._ids[1]}]\n').encode()
-        os.write(self._fd, line)
+        end = self._size + len(line)
+        if self._map is not None and end <= SEGMENT_BYTES:
+            self._map[self._size:end] = line
+        else:  # no map, or longer than the room left: written where it belongs
+            os.pwrite(self._fd, line, self._size)
+        self._size = end
         self.count += 1
-        self._size += len(line)
-        if self._size >= SEGMENT_BYTES:
-            os.close(self._fd)
+        if end >= SEGMENT_BYTES:
+            self._close_segment()
             self._closed.append((self._path, self.count))
             self._fd, self._path = self._open_segment()
-            self._size = 0
 
     def committed(self, upto: int) -> None:
         """The ledger holds every reply up to number ``upto``: drop the segments it covers."""
@@ -137,7 +166,7 @@ class Journal:
 
     def close(self, *, remove: bool) -> None:
         """``remove``: every reply is in the ledger (a clean end); else kept for reconcile."""
-        os.close(self._fd)
+        self._close_segment()
         if remove:
             for path in [p for p, _ in self._closed] + [self._path]:
                 path.unlink(missing_ok=True)
@@ -150,7 +179,8 @@ def _lines(paths: list[Path]) -> Iterator[list[Any]]:
         with path.open("rb") as file:
             for raw in file:
                 if not raw.endswith(b"\n"):
-                    continue  # cut short by the crash: that reply was never complete
+                    continue  # cut short by the crash (or the unused, zeroed end of a
+                    # segment): that reply was never complete
                 with contextlib.suppress(ValueError):
                     yield json.loads(raw)
 
