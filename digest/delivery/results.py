@@ -106,7 +106,9 @@ def _stored(when: dt.datetime | None) -> str | None:
     which PostgreSQL reads as a ``timestamp`` too."""
     if when is None:
         return None
-    return when.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    if when.tzinfo is not dt.UTC:  # (the clock's own times are UTC already)
+        when = when.astimezone(dt.UTC)
+    return when.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _write_sqlite(conn: Connection, sent: list[dict[str, Any]],

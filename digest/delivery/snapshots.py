@@ -26,9 +26,11 @@ D = cast(Table, Delivery.__table__)
 S = cast(Table, Subscriber.__table__)
 E = cast(Table, Edition.__table__)
 
-_READERS = IdQuery(f"SELECT id, email, name, topics, frequency, plain_text_only, "
+# JSON columns read as text: psycopg would parse each in Python; as text, readers of a batch
+# who share a value share its parse.
+_READERS = IdQuery(f"SELECT id, email, name, CAST(topics AS TEXT), frequency, plain_text_only, "
                    f"last_digest_at, status, locale FROM {S.name} WHERE id {{ids}}")
-_RECEIVED = IdQuery(f"SELECT subscriber_id, article_ids FROM {D.name} "
+_RECEIVED = IdQuery(f"SELECT subscriber_id, CAST(article_ids AS TEXT) FROM {D.name} "
                     f"WHERE subscriber_id {{ids}} AND sent_at > {{p}}")
 _STATUS = IdQuery(f"SELECT id, status FROM {S.name} WHERE id {{ids}}")
 _FREQUENCIES = {f.value: f for f in Frequency}
@@ -103,10 +105,9 @@ def readers_for(conn: Connection, subscriber_ids: Sequence[int], since: dt.datet
             conn, _READERS, ids):
         if state != SubscriberStatus.ACTIVE:
             inactive.add(sid)
-        key = topics if topics is None or isinstance(topics, str) else tuple(topics)
-        chosen = topic_sets.get(key)
+        chosen = topic_sets.get(topics)
         if chosen is None:
-            chosen = topic_sets[key] = frozenset(stored_json(topics) or ()) or nothing
+            chosen = topic_sets[topics] = frozenset(stored_json(topics) or ()) or nothing
         when = times[last] if last in times else times.setdefault(last, aware_utc(last))
         got = received.get(sid)
         readers[sid] = ReaderView(sid, email, name, chosen, _FREQUENCIES[frequency],

@@ -71,7 +71,7 @@ class ClaimFeeder:
         if not claims:
             return None
         self._cursor = max(self._cursor, claims[-1].delivery_id)
-        editions = {c.edition_key: self._edition(conn, *c.edition_key) for c in claims}
+        editions = {key: self._edition(conn, *key) for key in {c.edition_key for c in claims}}
         since = min(view.cutoff for view, _ in editions.values()) - self.lookback
         readers, inactive = readers_for(conn, [c.subscriber_id for c in claims], since)
         return ClaimedBatch(claims, readers, inactive, editions)
