@@ -100,7 +100,7 @@ class Journal:
         # nearly every line, so each line is one f-string instead of a JSON encoder pass.
         self._cutoff: tuple[dt.datetime | None, str] = (None, "")
         self._text: tuple[str | None, str] = (None, "")
-        self._ids: tuple[object, str] = (None, "")
+        self._ids: dict[tuple[int, ...], str] = {}
         self._closed: list[tuple[Path, int]] = []  # full segments and their last count
         self._segment = 0
         self._map: mmap.mmap | None = None
@@ -134,19 +134,22 @@ class Journal:
         os.close(self._fd)
 
     def write(self, c: Claim, reply: Reply, cutoff: dt.datetime, message_id: str,
-              article_ids: Iterable[int]) -> None:
+              article_ids: tuple[int, ...]) -> None:
         """One line, copied into the mapped segment: in the page cache when this returns."""
         if cutoff is not self._cutoff[0]:  # one or a few per run
             self._cutoff = (cutoff, _LINE.encode(cutoff.isoformat()))
         if reply.text != self._text[0]:
             self._text = (reply.text, _LINE.encode(reply.text))
-        if article_ids is not self._ids[0]:  # the same tuple for every reader of a digest
-            self._ids = (article_ids, _LINE.encode(list(article_ids)))
+        ids = self._ids.get(article_ids)  # one tuple per distinct digest of the send
+        if ids is None:
+            if len(self._ids) >= 1024:
+                self._ids.clear()
+            ids = self._ids[article_ids] = _LINE.encode(list(article_ids))
         code = "null" if reply.code is None else int(reply.code)
         # The same line as _LINE.encode([...]) would write (``reconcile`` reads it as JSON).
         line = (f'[{c.delivery_id:d},{c.edition_id:d},{c.subscriber_id:d},{c.attempts:d},'
                 f'"{reply.outcome.value}",{code},{self._text[1]},{self._cutoff[1]},'
-                f'{_json_string(message_id)},{self._ids[1]}]\n').encode()
+                f'{_json_string(message_id)},{ids}]\n').encode()
         end = self._size + len(line)
         if self._map is not None and end <= SEGMENT_BYTES:
             self._map[self._size:end] = line
