@@ -134,17 +134,18 @@ class Journal:
         os.close(self._fd)
 
     def write(self, c: Claim, reply: Reply, cutoff: dt.datetime, message_id: str,
-              article_ids: tuple[int, ...]) -> None:
+              article_ids: Iterable[int]) -> None:
         """One line, copied into the mapped segment: in the page cache when this returns."""
         if cutoff is not self._cutoff[0]:  # one or a few per run
             self._cutoff = (cutoff, _LINE.encode(cutoff.isoformat()))
         if reply.text != self._text[0]:
             self._text = (reply.text, _LINE.encode(reply.text))
-        ids = self._ids.get(article_ids)  # one tuple per distinct digest of the send
+        key = article_ids if isinstance(article_ids, tuple) else tuple(article_ids)
+        ids = self._ids.get(key)  # one tuple per distinct digest of the send
         if ids is None:
             if len(self._ids) >= 1024:
                 self._ids.clear()
-            ids = self._ids[article_ids] = _LINE.encode(list(article_ids))
+            ids = self._ids[key] = _LINE.encode(list(key))
         code = "null" if reply.code is None else int(reply.code)
         # The same line as _LINE.encode([...]) would write (``reconcile`` reads it as JSON).
         line = (f'[{c.delivery_id:d},{c.edition_id:d},{c.subscriber_id:d},{c.attempts:d},'
