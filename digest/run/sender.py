@@ -221,7 +221,7 @@ class Sender:
             if self.feeder.exhausted:
                 return None
             async with self.refill:
-                if not self.claims:  # else another worker refilled while we queued
+                if not self.claims and not self.ready:  # else another worker refilled
                     batch = await self.feeder.next()
                     if batch is None:
                         return None
