@@ -139,3 +139,34 @@ async def test_without_pipelining_each_command_waits(settings: Settings,
     expected = ["MAIL", "RCPT", "DATA", "BODY", "MAIL", "RCPT"]
     expected += ["RSET"] if refuse else ["DATA", "BODY"]
     assert server.log[1:] == [*expected, "MAIL", "RCPT", "DATA", "BODY", "QUIT"]
+
+
+@dataclass
+class Fragmented(Strict):
+    """Writes each reply in two pieces 20 ms apart (half a line, then the rest), and the
+    message's verdict as a multi-line reply whose last line comes later."""
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        real = writer.write
+        loop = asyncio.get_running_loop()
+
+        def write(data: bytes) -> None:
+            data = data.replace(b"250 2.0.0 queued\r\n", b"250-2.0.0 queued\r\n250 2.0.0 as 1\r\n")
+            cut = data.index(b"\n") + 1 if data.count(b"\n") > 1 else len(data) // 2
+            real(data[:cut])
+            loop.call_later(0.02, real, data[cut:])  # the rest in a later read
+
+        writer.write = write  # type: ignore[method-assign]
+        await super().serve(reader, writer)
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+async def test_replies_cut_across_reads_are_waited_for(settings: Settings,
+                                                       pipelining: bool) -> None:
+    """A read may end mid-line, or after the first lines of a multi-line reply: the session
+    waits for the rest instead of taking the connection as lost."""
+    server = Fragmented(pipelining=pipelining)
+    results = await _send(settings, server, ["a@example.ro", "b@example.ro"])
+    assert [(r.outcome, r.code, r.text) for r in results.values()] == [
+        (Outcome.SENT, 250, "2.0.0 queued\n2.0.0 as 1")] * 2
+    assert len(server.bodies) == 2

@@ -41,15 +41,11 @@ class ReplyReader(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer
         buffer += data
-        end = buffer.rfind(b"\n")
-        if end < 0:
-            if len(buffer) > _MAX_PENDING:
-                self._fail("a reply line too long")
-            return
-        complete = bytes(buffer[:end])
+        end = buffer.rfind(b"\n")  # the whole lines in; the rest waits for the next read
+        lines = bytes(buffer[:end]).split(b"\n") if end >= 0 else []
         del buffer[:end + 1]
         texts = self._texts
-        for line in complete.split(b"\n"):
+        for line in lines:
             if line.endswith(b"\r"):
                 line = line[:-1]
             if len(line) < 3 or not line[:3].isdigit():
@@ -107,16 +103,18 @@ class ReplyReader(asyncio.Protocol):
 
     async def reply(self, timeout: float) -> tuple[int, str]:
         """The next reply; SessionLost when there is none (drop, timeout, garbage)."""
-        if not self._replies and self.lost is None:
-            # One timer per connection, not one per wait (asyncio.timeout, call_later): each
-            # wait moves the deadline; the timer, when it fires, fails a wait that passed it
-            # or sets itself for the deadline of the wait now under way.
-            waiter = self._waiter = self._loop.create_future()
-            self._deadline, self._timeout = self._loop.time() + timeout, timeout
+        # One timer per connection, not one per wait (asyncio.timeout, call_later): each wait
+        # moves the deadline; the timer, when it fires, fails a wait that passed it or sets
+        # itself for the deadline of the wait now under way.
+        self._deadline, self._timeout = self._loop.time() + timeout, timeout
+        # A read may hold no whole reply yet (half a line, the first lines of a multi-line
+        # one): woken, wait again -- same deadline -- until a reply or the end is there.
+        while not self._replies and self.lost is None:
             if self._timer is None or self._timer.when() > self._deadline:  # (a shorter one)
                 if self._timer is not None:
                     self._timer.cancel()
                 self._timer = self._loop.call_at(self._deadline, self._watch)
+            waiter = self._waiter = self._loop.create_future()
             try:
                 await waiter
             finally:
