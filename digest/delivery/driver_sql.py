@@ -11,7 +11,8 @@ that also drives the SMTP connections (measured with ``bench/send.py``). Here:
   by ``int()``, so nothing else can get in), on PostgreSQL one text parameter cast to
   ``integer[]`` (``= ANY(...)``: one plan for any length);
 - values come back as the driver gives them and are converted the way the column types would
-  (``UTCDateTime``: aware UTC; ``JSON``: parsed), with ``aware_utc`` and ``stored_json``.
+  (``UTCDateTime``: aware UTC; ``JSON``, read as text: parsed), with ``aware_utc`` and
+  ``stored_json``; values bound the way they store (``stored_time``, ``stored_text``).
 
 ``tests/test_deliveries.py`` checks these reads against the same queries through SQLAlchemy.
 """
@@ -27,7 +28,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 __all__ = ["IdQuery", "aware_utc", "driver_query", "driver_rows", "driver_update", "stored_json",
-           "stored_time"]
+           "stored_text", "stored_time"]
 
 _CHUNK = 5000  # ids per statement: a short statement whatever the list
 
@@ -95,10 +96,19 @@ def _cursor(conn: Connection) -> Iterator[Any]:
 
 def stored_time(conn: Connection, when: dt.datetime) -> Any:
     """``when`` as ``UTCDateTime`` binds it: naive UTC; on SQLite the text it stores."""
-    naive = when.astimezone(dt.UTC).replace(tzinfo=None)
     if conn.dialect.name == "postgresql":
-        return naive
-    return naive.isoformat(" ", "microseconds")
+        return when.astimezone(dt.UTC).replace(tzinfo=None)
+    return stored_text(when)
+
+
+def stored_text(when: dt.datetime | None) -> str | None:
+    """A timestamp as SQLAlchemy stores it in SQLite (naive UTC, always with microseconds),
+    which PostgreSQL reads as a ``timestamp`` too."""
+    if when is None:
+        return None
+    if when.tzinfo is not dt.UTC:  # (the clock's own times are UTC already)
+        when = when.astimezone(dt.UTC)
+    return when.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def aware_utc(value: Any) -> dt.datetime | None:
@@ -111,6 +121,7 @@ def aware_utc(value: Any) -> dt.datetime | None:
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
-def stored_json(value: Any) -> Any:
-    """A stored ``JSON`` value: SQLite gives its text, psycopg the parsed value."""
-    return json.loads(value) if isinstance(value, str | bytes) else value
+def stored_json(value: str | None) -> Any:
+    """A ``JSON`` column read as text (``CAST(... AS TEXT)``: psycopg would parse it in
+    Python itself), parsed; NULL is None."""
+    return None if value is None else json.loads(value)

@@ -29,7 +29,7 @@ from sqlalchemy import Connection, Engine, Table, bindparam, text, update
 from sqlalchemy.orm import Session
 
 from digest.delivery.claims import Claim
-from digest.delivery.driver_sql import IdQuery, driver_update, stored_time
+from digest.delivery.driver_sql import IdQuery, driver_update, stored_text, stored_time
 from digest.readers.lifecycle import mark_bounced
 from digest.store.models import Delivery, DeliveryState, Subscriber, utcnow
 
@@ -101,16 +101,6 @@ _LAST_DIGEST = IdQuery(f"UPDATE {S.name} SET last_digest_at = {{p}} WHERE id {{i
                        "AND (last_digest_at IS NULL OR last_digest_at < {p})")
 
 
-def _stored(when: dt.datetime | None) -> str | None:
-    """A timestamp as SQLAlchemy stores it in SQLite (naive UTC, always with microseconds),
-    which PostgreSQL reads as a ``timestamp`` too."""
-    if when is None:
-        return None
-    if when.tzinfo is not dt.UTC:  # (the clock's own times are UTC already)
-        when = when.astimezone(dt.UTC)
-    return when.replace(tzinfo=None).isoformat(" ", "microseconds")
-
-
 def _write_sqlite(conn: Connection, sent: list[dict[str, Any]],
                   other: list[dict[str, Any]]) -> None:
     state = DeliveryState.SENT.value
@@ -119,22 +109,22 @@ def _write_sqlite(conn: Connection, sent: list[dict[str, Any]],
         conn.exec_driver_sql(_SENT_SQLITE, [
             (state, at, r["b_message_id"], r["b_code"], r["b_reply"],
              lists.get(ids) or lists.setdefault(ids, json.dumps(ids)), at, r["b_id"])
-            for r in sent for at, ids in ((_stored(r["b_at"]), r["b_articles"]),)])
+            for r in sent for at, ids in ((stored_text(r["b_at"]), r["b_articles"]),)])
     if other:
         conn.exec_driver_sql(_OTHER_SQLITE, [
-            (r["b_state"].value, r["b_attempts"], _stored(r["b_next"]), r["b_code"],
-             r["b_reply"], _stored(r["b_at"]), r["b_id"]) for r in other])
+            (r["b_state"].value, r["b_attempts"], stored_text(r["b_next"]), r["b_code"],
+             r["b_reply"], stored_text(r["b_at"]), r["b_id"]) for r in other])
 
 
 def _write_pg(conn: Connection, sent: list[dict[str, Any]], other: list[dict[str, Any]]) -> None:
     if sent:
         conn.execute(_SENT_PG, {"state": DeliveryState.SENT.value, "rows": json.dumps([
-            (r["b_id"], _stored(r["b_at"]), r["b_message_id"], r["b_code"], r["b_reply"],
+            (r["b_id"], stored_text(r["b_at"]), r["b_message_id"], r["b_code"], r["b_reply"],
              r["b_articles"]) for r in sent])})
     if other:
         conn.execute(_OTHER_PG, {"rows": json.dumps([
-            (r["b_id"], r["b_state"].value, r["b_attempts"], _stored(r["b_next"]), r["b_code"],
-             r["b_reply"], _stored(r["b_at"])) for r in other])})
+            (r["b_id"], r["b_state"].value, r["b_attempts"], stored_text(r["b_next"]), r["b_code"],
+             r["b_reply"], stored_text(r["b_at"])) for r in other])})
 
 
 @dataclass

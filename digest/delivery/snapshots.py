@@ -14,8 +14,7 @@ from collections.abc import Sequence
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Connection, Integer, Table, any_, bindparam, select
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Connection, Table, select
 from sqlalchemy.orm import Session
 
 from digest.compose import ArticleView, EditionView, ReaderView, edition_cutoff
@@ -35,17 +34,8 @@ _RECEIVED = IdQuery(f"SELECT subscriber_id, CAST(article_ids AS TEXT) FROM {D.na
 _STATUS = IdQuery(f"SELECT id, status FROM {S.name} WHERE id {{ids}}")
 _FREQUENCIES = {f.value: f for f in Frequency}
 
-__all__ = ["article_view", "candidate_articles", "edition_view_for", "id_in",
-           "inactive_among", "load_candidates", "readers_for"]
-
-
-def id_in(conn: Connection, column: ColumnElement[int], ids: Sequence[int]
-          ) -> ColumnElement[bool]:
-    """``column IN ids`` -- on PostgreSQL as ``column = ANY(:ids)``: one array parameter
-    instead of hundreds (each bound, typed and sent on its own), and one plan for any length."""
-    if conn.dialect.name == "postgresql":
-        return column == any_(bindparam("ids", list(ids), type_=ARRAY(Integer)))
-    return column.in_(ids)
+__all__ = ["article_view", "candidate_articles", "edition_view_for", "inactive_among",
+           "load_candidates", "readers_for"]
 
 
 def article_view(article: Article) -> ArticleView:
@@ -87,7 +77,7 @@ def readers_for(conn: Connection, subscriber_ids: Sequence[int], since: dt.datet
                 ) -> tuple[dict[int, ReaderView], set[int]]:
     """Reader views for a batch (no ORM objects, no SQLAlchemy row processing), with the
     articles each was sent after ``since``; and the ids of those no longer active (to be
-    skipped). Two statements per batch, the ids as ONE parameter (``delivery.id_lists``)."""
+    skipped). Two statements per batch, the ids as ONE value (``delivery.driver_sql``)."""
     received: dict[int, set[int]] = defaultdict(set)
     ids = list(subscriber_ids)
     # Only sent rows have a sent_at. No condition on state, on purpose: SQLite would pick the
