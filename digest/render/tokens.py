@@ -119,11 +119,10 @@ def read_token(secret: str, purpose: Purpose, token: str, now: dt.datetime | Non
     if len(raw) != 36:
         raise invalid
     nonce, masked, tag = raw[:8], raw[8:20], raw[20:]
-    expected = _prf(secret, "tag")(purpose.encode() + nonce + masked, 16)
-    if not hmac.compare_digest(tag, expected):
+    _, mask_of, tag_of = _token_keys(secret)
+    if not hmac.compare_digest(tag, tag_of(_LABELS[purpose] + nonce + masked, 16)):
         raise invalid
-    mask = _prf(secret, "mask")(nonce, 12)
-    plain = _xor(masked, mask)
+    plain = _xor(masked, mask_of(nonce, 12))
     subscriber_id = int.from_bytes(plain[:8], "big")
     day = int.from_bytes(plain[8:], "big")
     if purpose not in _NEVER_EXPIRES:

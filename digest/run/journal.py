@@ -96,8 +96,9 @@ class Journal:
         fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a fresh name: never held
         os.write(self._lock, worker.encode())  # the claimant name, for reconcile
         self.count = 0  # replies written so far
-        # The last cutoff, reply text and article list, JSON-encoded: a send repeats them for
-        # nearly every line, so each line is one f-string instead of a JSON encoder pass.
+        # JSON-encoded once: the last cutoff and reply text (a send repeats them for nearly
+        # every line) and each distinct article list (one per digest; readers of several
+        # digests alternate), so each line is one f-string instead of a JSON encoder pass.
         self._cutoff: tuple[dt.datetime | None, str] = (None, "")
         self._text: tuple[str | None, str] = (None, "")
         self._ids: dict[tuple[int, ...], str] = {}
