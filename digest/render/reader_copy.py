@@ -139,10 +139,8 @@ class RenderedDigest:
         text = {name: encoded_value(value) for name, value in values.items()}
         html = text
         if self._html is not None and _HTML_SPECIAL.search("".join(values.values())):
-            escaped = escaped_values(values)
-            if escaped != values:
-                html = {name: text[name] if value == values[name] else encoded_value(value)
-                        for name, value in escaped.items()}
+            html = {name: text[name] if value == values[name] else encoded_value(value)
+                    for name, value in escaped_values(values).items()}
         wire = b"".join((head, self._body(text, html, wire=True), END_OF_DATA))  # headers
         if renderer.signs:                                                 # need no stuffing
             # DKIM signs what the receiver stores
