@@ -12,13 +12,15 @@ from sqlalchemy import Connection, Engine, event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.compose import ReaderView
-from digest.delivery import snapshots
+from digest.delivery import claims, snapshots
 from digest.delivery.claims import claim, due_count, reclaim_orphans, release
+from digest.delivery.driver_sql import stored_time
 from digest.delivery.plan import ensure_edition, plan
 from digest.delivery.results import _OTHER, _SENT, MAX_ATTEMPTS, Recorder, backoff
 from digest.delivery.snapshots import inactive_among, readers_for
 from digest.delivery.status import status
 from digest.readers.lifecycle import add_subscriber, is_suppressed
+from digest.run.db_thread import INDEX_LOOKUPS
 from digest.store.models import (
     Delivery,
     DeliveryState,
@@ -95,6 +97,54 @@ def test_claims_never_overlap(engine: Engine, sessions: sessionmaker[Session]) -
     everything = [i for ids in got.values() for i in ids]
     assert len(everything) == 60 and len(set(everything)) == 60
     assert set(_states(sessions).values()) == {DeliveryState.SENDING}
+
+
+def _claim_plan(conn: Connection, cursor_id: int, n: int) -> str:
+    """The plan of the claims' pending pass from ``cursor_id`` (PostgreSQL: run, then rolled
+    back, with the row counts of each step)."""
+    at = stored_time(conn, utcnow())
+    args = (DeliveryState.SENDING.value, at, "w", at, DeliveryState.PENDING.value, cursor_id, n)
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        if conn.dialect.name == "postgresql":
+            cursor.execute("EXPLAIN (ANALYZE, COSTS OFF) " + claims._PENDING.postgresql, args)
+        else:
+            cursor.execute("EXPLAIN QUERY PLAN " + claims._PENDING.sqlite, args)
+        return "\n".join(str(row[-1]) for row in cursor.fetchall())
+    finally:
+        cursor.close()
+
+
+def test_a_claim_reads_the_pending_queue_from_its_cursor_not_every_pending_row(
+        engine: Engine, sessions: sessionmaker[Session]) -> None:
+    """The pending pass of ``claim`` runs once per batch: it must read the rows it takes, in
+    id order from the cursor on. It used to read every pending row of the edition through the
+    state index and sort them by id (PostgreSQL: 15,000 rows sorted for a batch of 500, 7 ms
+    of the server's time per claim at 20,000 readers, linear in the edition's size)."""
+    _subscribers(sessions, 120)
+    with engine.begin() as conn:
+        edition_id, _ = ensure_edition(conn, Frequency.DAILY, DAY)
+        plan(conn, edition_id, Frequency.DAILY)
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":  # as on the send's connections
+            conn.exec_driver_sql(INDEX_LOOKUPS)
+            conn.commit()
+        with conn.begin():
+            first = claim(conn, "w", 20, claim_timeout=600)
+        with conn.begin() as transaction:
+            explained = _claim_plan(conn, first[-1].delivery_id, 10)
+            transaction.rollback()
+        with conn.begin():  # and the claim itself goes on from there
+            then = claim(conn, "w", 10, claim_timeout=600, after_id=first[-1].delivery_id)
+    assert [c.delivery_id for c in then] == list(range(first[-1].delivery_id + 1,
+                                                       first[-1].delivery_id + 11))
+    assert "Sort" not in explained and "TEMP B-TREE" not in explained, explained
+    if engine.dialect.name == "postgresql":  # the queue's scan stopped after the ten it took
+        scan = [line for line in explained.splitlines() if "ix_deliveries_pending" in line]
+        assert scan and "rows=10 " in scan[0], explained
+    else:  # the state index, whose entries end with the rowid: a range from the cursor on
+        assert "ix_deliveries_state_next_attempt_at" in explained, explained
+        assert "rowid>?" in explained, explained
 
 
 def test_stale_deferred_and_released_rows_come_back(engine: Engine,

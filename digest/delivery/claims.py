@@ -100,8 +100,11 @@ def claim(conn: Connection, worker: str, n: int, *, claim_timeout: float,
     """
     now = now or utcnow()
     stale_before = now - dt.timedelta(seconds=claim_timeout)
-    # Pending rows have no next_attempt_at, so the (state, next_attempt_at) index yields them
-    # in id order from the cursor on: no sort, no scan of the rows already done.
+    # Pending rows in id order from the cursor on: no sort, no scan of the rows already done
+    # nor of the pending rows after this batch. PostgreSQL reads its partial index of the
+    # pending rows (``ix_deliveries_pending``); SQLite its (state, next_attempt_at) index,
+    # whose entries end with the rowid. (Before the partial index, PostgreSQL read every
+    # pending row through the state index and sorted them: linear in the edition's size.)
     taken = _take_pending(conn, worker, n, after_id, now)
     if len(taken) < n:
         taken += _take(conn, worker, n - len(taken),
