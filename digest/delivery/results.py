@@ -67,14 +67,16 @@ _OTHER = (update(D).where(D.c.id == bindparam("b_id"))
 # PostgreSQL: one UPDATE ... FROM the rows per kind of result, sent as ONE JSON document (made
 # by the C encoder): an executemany waited for one reply per row, and arrays were dumped item
 # by item in Python on the ledger thread, holding the interpreter lock the send loop needs.
+# Read as jsonb: parsed once, where each ``->>`` of a ``json`` value parses its text again
+# (the join of a group of 500 results: 4.1 -> 1.8 ms of the server's time, EXPLAIN ANALYZE).
 _NAIVE = "timestamp"  # UTCDateTime stores naive UTC
 _SENT_PG = text(f"""
 UPDATE {D.name} AS d SET state = :state, sent_at = v.at, message_id = v.mid, smtp_code = v.code,
-    smtp_reply = v.reply, article_ids = v.articles, attempts = d.attempts + 1,
+    smtp_reply = v.reply, article_ids = v.articles::json, attempts = d.attempts + 1,
     next_attempt_at = NULL, updated_at = v.at
 FROM (SELECT (r->>0)::integer AS id, (r->>1)::{_NAIVE} AS at, r->>2 AS mid,
              (r->>3)::integer AS code, r->>4 AS reply, r->5 AS articles
-      FROM json_array_elements(CAST(:rows AS json)) AS r) AS v
+      FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS r) AS v
 WHERE d.id = v.id""")
 _OTHER_PG = text(f"""
 UPDATE {D.name} AS d SET state = v.state, attempts = v.attempts, next_attempt_at = v.next,
@@ -82,7 +84,7 @@ UPDATE {D.name} AS d SET state = v.state, attempts = v.attempts, next_attempt_at
 FROM (SELECT (r->>0)::integer AS id, r->>1 AS state, (r->>2)::integer AS attempts,
              (r->>3)::{_NAIVE} AS next, (r->>4)::integer AS code, r->>5 AS reply,
              (r->>6)::{_NAIVE} AS at
-      FROM json_array_elements(CAST(:rows AS json)) AS r) AS v
+      FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS r) AS v
 WHERE d.id = v.id""")
 
 # SQLite: the same UPDATEs as plain executemany with values already in stored form -- the

@@ -128,7 +128,8 @@ class Subscriber(Base):
     # Normalized address (lower-cased, IDN domain in Unicode form): the identity of a subscriber.
     email: Mapped[str] = mapped_column(String(320), unique=True)
     name: Mapped[str | None] = mapped_column(String(200))
-    status: Mapped[SubscriberStatus] = mapped_column(_enum(SubscriberStatus), index=True)
+    # (No index of its own: ix_subscribers_status_frequency starts with it.)
+    status: Mapped[SubscriberStatus] = mapped_column(_enum(SubscriberStatus))
     topics: Mapped[list[str]] = mapped_column(JSON, default=list)
     frequency: Mapped[Frequency] = mapped_column(_enum(Frequency), default=Frequency.DAILY)
     timezone: Mapped[str | None] = mapped_column(String(64))
