@@ -25,7 +25,8 @@ schema of its own in a PostgreSQL database, dropped afterwards):
 The three run ``--rounds`` times (default 3), in turn: this machine's speed drifts by tens of
 percent within a minute, so each ratio is taken within a round and the median run and the
 median ratio are shown, with the spread of the rounds. Prints msg/s, the ratios to the
-ceiling, CPU per message and peak RSS; ``--json`` for JSON (every round included).
+ceiling, CPU per message (and, for a PostgreSQL on this machine, the server's CPU per message
+on top) and peak RSS; ``--json`` for JSON (every round included).
 """
 
 from __future__ import annotations
@@ -305,9 +306,34 @@ def _output(done: subprocess.CompletedProcess[str] | subprocess.Popen[str], kind
 
 def _run_child(kind: str, n: int, database_url: str, port: int,
                args: argparse.Namespace) -> dict[str, Any]:
+    server = _server_cpu_s(database_url)
     done = subprocess.run(_command(kind, n, database_url, port, args), capture_output=True,
                           text=True, check=False)
-    return _output(done, kind, done.stdout, done.stderr)
+    result = _output(done, kind, done.stdout, done.stderr)
+    if server is not None and result.get("messages"):
+        result["server_cpu_us_per_msg"] = ((_server_cpu_s(database_url) or 0.0) - server
+                                           ) / result["messages"] * 1e6
+    return result
+
+
+def _server_cpu_s(database_url: str) -> float | None:
+    """CPU seconds used so far by this machine's ``postgres`` processes (a PostgreSQL on
+    127.0.0.1 or localhost; None otherwise): the database's share of a send, which runs on
+    the same cores here. Includes whatever else the server does meanwhile (autovacuum, and
+    any other client's queries)."""
+    if not database_url.startswith("postgresql") or not any(
+            host in database_url for host in ("@127.0.0.1", "@localhost")):
+        return None
+    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            name, _, rest = stat.read_text().partition(") ")
+            if name.endswith("(postgres"):
+                fields = rest.split()
+                # utime, stime, and those of its children that ended: the postmaster's
+                # count the backends of connections already closed
+                total += sum(int(f) for f in fields[11:15]) / tick
+    return total
 
 
 def _run_joined(k: int, n: int, database_url: str, port: int,
@@ -432,8 +458,10 @@ def _line(result: dict[str, Any]) -> str:
                 each = result[f"ratios_{kind}"]
                 spread = (f" (rounds {min(each):.2f}-{max(each):.2f})" if len(each) > 1 else "")
                 ratio = f"= {result[f'ratio_{kind}']:.2f} x ceiling{spread}  "
+            server = (f"(+{r['server_cpu_us_per_msg']:.0f} µs server) "
+                      if "server_cpu_us_per_msg" in r else "")
             parts.append(f"{kind.replace('_', '-'):<11} {r['msg_per_s']:7.0f} msg/s "
-                         f"{r['cpu_us_per_msg']:5.0f} µs CPU/msg {ratio}"
+                         f"{r['cpu_us_per_msg']:5.0f} µs CPU/msg {server}{ratio}"
                          f"peak RSS {r['peak_rss_mb']:.0f} MB")
     for j in result["join"]:
         one = (f"= {j['msg_per_s'] / result['pipelined']['msg_per_s']:.2f} x one sender  "
