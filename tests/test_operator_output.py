@@ -194,6 +194,25 @@ def test_the_error_says_which_env_was_read_and_init_creates_the_database(
     assert digest("status")[0] == 0
 
 
+def test_a_database_other_than_sqlite_or_postgresql_is_refused_before_any_connection(
+        tmp_path: Path) -> None:
+    """MariaDB answers on this machine, and SQLAlchemy would drive it: the refusal must come
+    from digest, at once, not from the send's own SQL half-way through an edition."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    env["DIGEST_DATABASE_URL"] = "mysql+pymysql://root@127.0.0.1:3306/digest"
+    process = run_digest("init", env=env, cwd=tmp_path)
+    _, err = process.communicate(timeout=60)
+    assert process.wait() == 2 and "Traceback" not in err, err
+    assert "names a mysql database; digest runs on SQLite or PostgreSQL only" in err, err
+    assert "postgresql+psycopg://user@host/db" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    env["DIGEST_DATABASE_URL"] = "postgres://postgres@127.0.0.1:5432/test"
+    process = run_digest("status", env=env, cwd=tmp_path)
+    _, err = process.communicate(timeout=60)
+    assert process.wait() == 2 and "Traceback" not in err, err
+    assert "write postgresql+psycopg:// instead" in err, err
+
+
 # --- exit codes, documented --------------------------------------------------------------
 
 def _leaf_commands(group: click.Group, prefix: str = "") -> list[str]:

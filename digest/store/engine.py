@@ -11,13 +11,14 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config.errors import ConfigError
 
 __all__ = [
+    "SUPPORTED",
     "alembic_config",
     "make_engine",
     "make_sessionmaker",
@@ -37,8 +38,27 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+SUPPORTED = ("sqlite", "postgresql")  # what the migrations and the send's own SQL are for
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine for ``url`` with the per-dialect settings above."""
+    """Create an engine for ``url`` with the per-dialect settings above. Any other database
+    is refused here, before a connection: the send's hot statements are written for SQLite
+    and PostgreSQL (``delivery.driver_sql``), and would fail half-way through a send."""
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError as exc:
+        raise ConfigError(f"DIGEST_DATABASE_URL cannot be used: {exc}",
+                          "use sqlite:///digest.db or postgresql+psycopg://user@host/db") from exc
+    if backend == "postgres":  # the spelling of some hosting providers' URLs
+        raise ConfigError("DIGEST_DATABASE_URL starts with postgres://, which SQLAlchemy "
+                          "does not read.", "write postgresql+psycopg:// instead, e.g. "
+                          "postgresql+psycopg://user@host/db")
+    if backend not in SUPPORTED:
+        raise ConfigError(
+            f"DIGEST_DATABASE_URL names a {backend} database; digest runs on SQLite or "
+            "PostgreSQL only.", "use sqlite:///digest.db (one machine) or "
+            "postgresql+psycopg://user@host/db (pip install 'digest[postgres]')")
     try:
         if url.startswith("sqlite"):
             engine = create_engine(url, **kwargs)
