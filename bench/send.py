@@ -51,6 +51,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from digest.config.settings import Settings as _DEFAULTS  # noqa: E402 (after sys.path)
+
 TOPICS = ["local", "sport", "cultura", "educatie"]
 
 
@@ -482,7 +484,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3,
                         help="rounds of ceiling, pipelined, lock-step (medians are shown)")
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size,
+                        help=f"DIGEST_BATCH_SIZE (default {_DEFAULTS.batch_size}, as a send's)")
     parser.add_argument("--max-per-connection", type=int, default=100)
     parser.add_argument("--databases", default=os.environ.get("BENCH_DATABASES", "sqlite"),
                         help="comma-separated: `sqlite` (a fresh file) and/or PostgreSQL URLs "

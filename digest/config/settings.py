@@ -69,7 +69,7 @@ class Settings:
     smtp_ehlo_name: str | None = None  # None: the machine's fully qualified name
     send_concurrency: int = 4
     send_rate: float = 0.0
-    batch_size: int = 500
+    batch_size: int = 2000
     max_items: int = 10
     max_lookback_days: int = 14
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Europe/Bucharest"))
@@ -236,7 +236,7 @@ def load_settings(
                                  "mail.example.ro, or leave it empty for the default"),
         send_concurrency=r.number("DIGEST_SEND_CONCURRENCY", 4, minimum=1),
         send_rate=r.real("DIGEST_SEND_RATE", 0.0),
-        batch_size=r.number("DIGEST_BATCH_SIZE", 500, minimum=1),
+        batch_size=r.number("DIGEST_BATCH_SIZE", 2000, minimum=1),
         max_items=r.number("DIGEST_MAX_ITEMS", 10, minimum=1),
         max_lookback_days=r.number("DIGEST_MAX_LOOKBACK_DAYS", 14, minimum=1),
         timezone=r.convert("DIGEST_TIMEZONE", ZoneInfo("Europe/Bucharest"), ZoneInfo,

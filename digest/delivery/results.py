@@ -33,7 +33,7 @@ from digest.delivery.driver_sql import IdQuery, driver_update, stored_text, stor
 from digest.readers.lifecycle import mark_bounced
 from digest.store.models import Delivery, DeliveryState, Subscriber, utcnow
 
-GROUP_COMMIT = 500  # results per commit (the journal, not this, bounds a crash's resends)
+GROUP_COMMIT = 2000  # results per commit (the journal, not this, bounds a crash's resends)
 
 __all__ = ["BACKOFF_BASE", "BACKOFF_CAP", "GROUP_COMMIT", "MAX_ATTEMPTS", "Recorder", "Results",
            "backoff"]
