@@ -15,7 +15,7 @@ SQLAlchemy connections are not thread-safe: each ``DbThread`` opens its connecti
 single worker thread, uses it only there and closes it there.
 
 **Index lookups only, on PostgreSQL.** Every statement of a send looks rows up by key: a batch's
-500 ids (``= ANY``), the pending rows from the claim cursor on, this sender's claims. On a table
+ids (``= ANY``), the pending rows from the claim cursor on, this sender's claims. On a table
 not analyzed yet -- a fresh import, or the bench's 20,000 readers -- PostgreSQL priced 500 key
 lookups above a scan of the whole table and scanned: ``subscribers`` and ``deliveries`` in full
 for each batch's reads and each status check, 72 us of server CPU per message on the same two

@@ -39,6 +39,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 SUPPORTED = ("sqlite", "postgresql")  # what the migrations and the send's own SQL are for
+_USE_SUPPORTED = ("use sqlite:///digest.db (one machine) or postgresql+psycopg://user@host/db "
+                  "(pip install 'digest[postgres]' for PostgreSQL)")
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -48,8 +50,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     try:
         backend = make_url(url).get_backend_name()
     except ArgumentError as exc:
-        raise ConfigError(f"DIGEST_DATABASE_URL cannot be used: {exc}",
-                          "use sqlite:///digest.db or postgresql+psycopg://user@host/db") from exc
+        raise ConfigError(f"DIGEST_DATABASE_URL cannot be used: {exc}", _USE_SUPPORTED) from exc
     if backend == "postgres":  # the spelling of some hosting providers' URLs
         raise ConfigError("DIGEST_DATABASE_URL starts with postgres://, which SQLAlchemy "
                           "does not read.", "write postgresql+psycopg:// instead, e.g. "
@@ -57,18 +58,15 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if backend not in SUPPORTED:
         raise ConfigError(
             f"DIGEST_DATABASE_URL names a {backend} database; digest runs on SQLite or "
-            "PostgreSQL only.", "use sqlite:///digest.db (one machine) or "
-            "postgresql+psycopg://user@host/db (pip install 'digest[postgres]')")
+            "PostgreSQL only.", _USE_SUPPORTED)
     try:
-        if url.startswith("sqlite"):
+        if backend == "sqlite":
             engine = create_engine(url, **kwargs)
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
             engine = create_engine(url, pool_pre_ping=True, **kwargs)
     except (ArgumentError, NoSuchModuleError) as exc:
-        raise ConfigError(f"DIGEST_DATABASE_URL cannot be used: {exc}",
-                          "use sqlite:///digest.db or postgresql+psycopg://user@host/db "
-                          "(pip install 'digest[postgres]' for PostgreSQL)") from exc
+        raise ConfigError(f"DIGEST_DATABASE_URL cannot be used: {exc}", _USE_SUPPORTED) from exc
     except ModuleNotFoundError as exc:
         raise ConfigError(f"the database driver is not installed: {exc.name}",
                           "pip install 'digest[postgres]' for PostgreSQL") from exc
